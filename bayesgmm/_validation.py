@@ -1,0 +1,208 @@
+"""Input validation at the boundary (never inside ``jit``).
+
+Every check raises ``ValueError`` (or ``TypeError`` for the wrong kind of
+object) with a message saying what was expected, what was given, and what to do.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+
+class DataWarning(UserWarning):
+    """Legal data that will make a fit behave badly (constant column, few distinct rows)."""
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at ``max_iter`` before the log-likelihood settled."""
+
+
+def check_data(
+    X,
+    *,
+    dtype: np.dtype,
+    n_features: int | None = None,
+    name: str = "X",
+    allow_1d: bool = True,
+) -> np.ndarray:
+    """Validate data and return it as a new C-contiguous array of ``dtype``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features), or (n_samples,)
+        A 1-D array is read as ``n_samples`` values of a single feature when
+        ``allow_1d`` and ``n_features`` is None or 1; otherwise it is rejected.
+    dtype : numpy dtype
+        Floating dtype of the returned array.
+    n_features : int, optional
+        Required number of columns (the fitted model's).
+    name : str
+        Name of the argument in messages.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_features)
+        Always a copy: the caller's array is never modified or kept.
+    """
+    if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # pandas objects
+        X = X.to_numpy()
+    try:
+        arr = np.asarray(X)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} could not be read as a numeric array: {err}") from err
+    if arr.dtype.kind in "OUSV" or arr.dtype.kind == "c":
+        try:
+            if arr.dtype.kind == "c":
+                raise TypeError("complex")
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"{name} must hold real numbers; got dtype {arr.dtype} with values that are "
+                "not numbers. Convert text columns to numbers or drop them."
+            ) from err
+    if arr.ndim == 0:
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got a scalar.")
+    if arr.ndim == 1:
+        if not allow_1d:
+            raise ValueError(
+                f"Expected a 2-D array for {name}, got a 1-D array of shape {arr.shape}. "
+                "Reshape your data with X.reshape(-1, 1) if it has a single feature or "
+                "X.reshape(1, -1) if it is a single sample."
+            )
+        if n_features not in (None, 1):
+            raise ValueError(
+                f"{name} is 1-D (shape {arr.shape}) but the model has {n_features} features; "
+                f"pass a 2-D array of shape (n_samples, {n_features}) "
+                "(a single sample is X.reshape(1, -1))."
+            )
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features); got {arr.ndim}-D shape {arr.shape}."
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} has no rows (shape {arr.shape}); at least one sample is needed.")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has no columns (shape {arr.shape}); at least one feature.")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features, but the model has {n_features}; "
+            "pass data with the same columns the model was fitted on."
+        )
+    out = np.array(arr, dtype=dtype, order="C", copy=True)
+    if not np.isfinite(out).all():
+        bad = ~np.isfinite(out)
+        rows = np.flatnonzero(bad.any(axis=1))
+        kind = "NaN" if np.isnan(out).any() else "infinite"
+        overflow = np.isfinite(arr).all() if arr.dtype.kind == "f" else False
+        hint = (
+            f" (the values overflow {dtype}; rescale the data or use float64)"
+            if overflow
+            else "; remove or impute those rows first"
+        )
+        raise ValueError(
+            f"{name} contains {kind} values (NaN or inf) in {rows.size} row(s), "
+            f"first at row {rows[0]}{hint}."
+        )
+    return out
+
+
+def check_n_components(n_components, n_samples: int) -> int:
+    """``n_components`` must be an integer in ``[1, n_samples]``."""
+    if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
+        raise TypeError(
+            f"n_components must be a positive integer; got {n_components!r} "
+            f"of type {type(n_components).__name__}."
+        )
+    n_components = int(n_components)
+    if n_components < 1:
+        raise ValueError(f"n_components must be at least 1; got {n_components}.")
+    if n_components > n_samples:
+        raise ValueError(
+            f"n_components={n_components} is larger than the number of samples "
+            f"({n_samples}); use at most {n_samples} components or more data."
+        )
+    return n_components
+
+
+def check_sample_weight(sample_weight, n_samples: int, dtype: np.dtype) -> np.ndarray:
+    """Non-negative finite weights of length ``n_samples`` with a positive sum (copy)."""
+    if sample_weight is None:
+        return np.ones(n_samples, dtype=dtype)
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "biuf":
+        raise ValueError(f"sample_weight must be numeric; got dtype {w.dtype}.")
+    w = np.array(w, dtype=dtype, copy=True)
+    if w.ndim == 0:
+        w = np.full(n_samples, w, dtype=dtype)
+    if w.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},), one weight per row of X; "
+            f"got shape {w.shape}."
+        )
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight contains NaN or infinite values.")
+    if (w < 0).any():
+        raise ValueError(
+            f"sample_weight must be non-negative; {int((w < 0).sum())} weight(s) are negative "
+            f"(smallest {w.min():g}). Weights act as replication counts."
+        )
+    if w.sum() <= 0:
+        raise ValueError("sample_weight sums to zero: at least one row needs a positive weight.")
+    return w
+
+
+def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
+    """A finite real number, > 0 (or >= 0 with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {value!r}.")
+    value = float(value)
+    ok = value >= 0 if allow_zero else value > 0
+    if not np.isfinite(value) or not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}; got {value!r}.")
+    return value
+
+
+def check_positive_int(name: str, value) -> int:
+    """An integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
+    return int(value)
+
+
+def warn_data_problems(X: np.ndarray, sample_weight: np.ndarray, n_components: int) -> None:
+    """Warn (``DataWarning``) about constant columns and too few distinct rows.
+
+    Neither is an error: a constant column gets variance ``reg_covar`` (or the
+    prior's), which dominates the likelihood; fewer distinct rows than
+    components leaves some components to collapse onto single points.
+    """
+    used = X[sample_weight > 0]
+    if used.shape[0] > 1:
+        spread = np.ptp(used, axis=0)
+        scale = np.maximum(np.abs(used).max(axis=0), 1.0)
+        constant = np.flatnonzero(spread <= 1e-12 * scale)
+        if constant.size:
+            warnings.warn(
+                f"column(s) {constant.tolist()} of X are constant; their variance is set by "
+                "reg_covar (or the prior), which dominates the log-likelihood and BIC. "
+                "Drop constant columns before fitting.",
+                DataWarning,
+                stacklevel=3,
+            )
+    head = used[: max(20 * n_components, 1000)]
+    if np.unique(head, axis=0).shape[0] >= n_components:
+        return
+    n_distinct = np.unique(used, axis=0).shape[0]
+    if n_distinct < n_components:
+        warnings.warn(
+            f"X has only {n_distinct} distinct row(s) with positive weight but "
+            f"n_components={n_components}; some components will collapse. Use fewer "
+            "components, or a prior (prior=Prior.default(X, K)) to keep them proper.",
+            DataWarning,
+            stacklevel=3,
+        )

@@ -1,0 +1,114 @@
+"""Initial responsibilities for EM: k-means++, Lloyd's k-means, random.
+
+Every method returns responsibilities of shape (N, K); EM turns them into
+initial parameters with one M-step (as scikit-learn does). Rows with zero
+sample weight are never chosen as centres. All functions are jittable and take
+the PRNG key first.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["INIT_METHODS", "initial_responsibilities", "kmeans_plusplus"]
+
+INIT_METHODS = ("kmeans++", "kmeans", "random", "random_from_data")
+_LLOYD_ITERATIONS = 10
+
+
+def _sq_distances(X, centers):
+    """Squared Euclidean distances, shape (N, K), by one matrix product."""
+    d2 = (
+        jnp.sum(X * X, axis=1)[:, None]
+        - 2.0 * X @ centers.T
+        + jnp.sum(centers * centers, axis=1)[None, :]
+    )
+    return jnp.maximum(d2, 0.0)
+
+
+def _nearest(X, centers, n_components):
+    return jax.nn.one_hot(
+        jnp.argmin(_sq_distances(X, centers), axis=1), n_components, dtype=X.dtype
+    )
+
+
+def kmeans_plusplus(key, X, sample_weight, n_components: int):
+    """Centres chosen by weighted k-means++ (Arthur & Vassilvitskii, 2007).
+
+    Parameters
+    ----------
+    key : jax.random key
+    X : array of shape (N, D)
+    sample_weight : array of shape (N,)
+    n_components : int
+
+    Returns
+    -------
+    array of shape (K, D)
+    """
+    keys = jax.random.split(key, n_components)
+    log_w = jnp.log(sample_weight)
+    first = jax.random.categorical(keys[0], log_w)
+    centers = jnp.zeros((n_components, X.shape[1]), X.dtype).at[0].set(X[first])
+    d2 = jnp.sum((X - X[first]) ** 2, axis=1)
+
+    def pick(i, carry):
+        centers, d2 = carry
+        idx = jax.random.categorical(keys[i], log_w + jnp.log(d2))
+        centers = centers.at[i].set(X[idx])
+        return centers, jnp.minimum(d2, jnp.sum((X - X[idx]) ** 2, axis=1))
+
+    centers, _ = jax.lax.fori_loop(1, n_components, pick, (centers, d2))
+    return centers
+
+
+def _lloyd(X, sample_weight, centers, n_iter: int):
+    """``n_iter`` weighted Lloyd iterations; an empty cluster keeps its centre."""
+
+    def step(_, centers):
+        assign = _nearest(X, centers, centers.shape[0]) * sample_weight[:, None]
+        counts = assign.sum(axis=0)
+        new = (assign.T @ X) / jnp.maximum(counts, 1e-300)[:, None]
+        return jnp.where(counts[:, None] > 0, new, centers)
+
+    return jax.lax.fori_loop(0, n_iter, step, centers)
+
+
+def initial_responsibilities(key, X, sample_weight, n_components: int, method: str):
+    """Initial responsibilities by ``method``.
+
+    Parameters
+    ----------
+    key : jax.random key
+    X : array of shape (N, D)
+    sample_weight : array of shape (N,)
+    n_components : int
+    method : {"kmeans++", "kmeans", "random", "random_from_data"}
+        ``"kmeans++"``: hard assignment to k-means++ centres.
+        ``"kmeans"``: k-means++ then 10 weighted Lloyd iterations, hard assignment.
+        ``"random"``: uniform random responsibilities, normalised per row.
+        ``"random_from_data"``: K distinct rows drawn (in proportion to their
+        weight) as centres, hard assignment to the nearest. Unlike
+        scikit-learn's method of that name, every row is assigned, so the
+        initial covariances come from the data rather than from ``reg_covar``.
+
+    Returns
+    -------
+    array of shape (N, K)
+    """
+    if method == "kmeans++":
+        centers = kmeans_plusplus(key, X, sample_weight, n_components)
+    elif method == "kmeans":
+        centers = kmeans_plusplus(key, X, sample_weight, n_components)
+        centers = _lloyd(X, sample_weight, centers, _LLOYD_ITERATIONS)
+    elif method == "random":
+        resp = jax.random.uniform(key, (X.shape[0], n_components), dtype=X.dtype)
+        return resp / resp.sum(axis=1, keepdims=True)
+    elif method == "random_from_data":
+        p = sample_weight / sample_weight.sum()
+        idx = jax.random.choice(key, X.shape[0], (n_components,), replace=False, p=p)
+        centers = X[idx]
+    else:
+        raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams; got {method!r}.")
+    return _nearest(X, centers, n_components)
