@@ -192,7 +192,7 @@ def warn_data_problems(X: np.ndarray, sample_weight: np.ndarray, n_components: i
                 "reg_covar (or the prior), which dominates the log-likelihood and BIC. "
                 "Drop constant columns before fitting.",
                 DataWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
     head = used[: max(20 * n_components, 1000)]
     if np.unique(head, axis=0).shape[0] >= n_components:
@@ -204,5 +204,5 @@ def warn_data_problems(X: np.ndarray, sample_weight: np.ndarray, n_components: i
             f"n_components={n_components}; some components will collapse. Use fewer "
             "components, or a prior (prior=Prior.default(X, K)) to keep them proper.",
             DataWarning,
-            stacklevel=3,
+            stacklevel=4,
         )

@@ -318,7 +318,7 @@ def fit_em(
             "reg_covar=0 without a prior: a component that collapses onto a point will make "
             "EM fail; keep reg_covar > 0 or use a prior.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     params0 = _check_init(init, K, D, dt)
     if params0 is not None:
@@ -399,7 +399,7 @@ def _select_best(out, std, prior, structure, w, reg_covar, N, D) -> EMResult:
         warnings.warn(
             f"EM did not converge in {n_iter} iterations; increase max_iter or loosen tol.",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     return EMResult(
         params=params,

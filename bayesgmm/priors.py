@@ -192,6 +192,7 @@ class Prior:
         with jax.enable_x64(True):
             return jax.tree.map(lambda leaf: jnp.asarray(leaf, dtype=resolve_dtype(dtype)), self)
 
+    @x64
     def log_prob(self, params: GMMParams, covariance_type: str = "full") -> jax.Array:
         """Log prior density of unbatched ``params`` under ``covariance_type``.
 
