@@ -9,6 +9,7 @@ from bayesgmm import covariance, datasets, density
 from bayesgmm._validation import ConvergenceWarning, DataWarning
 from bayesgmm.covariance import COVARIANCE_TYPES
 from bayesgmm.em import EMResult, fit_em, n_parameters
+from bayesgmm.estimator import GaussianMixture
 from bayesgmm.params import GMMParams
 from bayesgmm.priors import Prior
 
@@ -20,6 +21,7 @@ __all__ = [
     "DataWarning",
     "EMResult",
     "GMMParams",
+    "GaussianMixture",
     "Prior",
     "__version__",
     "covariance",

@@ -10,14 +10,19 @@ import numbers
 import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning as _SklearnConvergenceWarning
 
 
 class DataWarning(UserWarning):
     """Legal data that will make a fit behave badly (constant column, few distinct rows)."""
 
 
-class ConvergenceWarning(UserWarning):
-    """EM stopped at ``max_iter`` before the log-likelihood settled."""
+class ConvergenceWarning(_SklearnConvergenceWarning):
+    """EM stopped at ``max_iter`` before the log-likelihood settled.
+
+    A subclass of scikit-learn's ``ConvergenceWarning``, so filters written for
+    scikit-learn silence it too.
+    """
 
 
 def check_data(

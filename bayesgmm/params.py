@@ -76,6 +76,11 @@ class GMMParams:
         object.__setattr__(obj, "covariances", covariances)
         return obj
 
+    def __reduce__(self):
+        # Pickle as NumPy arrays and rebuild under x64, so float64 survives
+        # unpickling whatever the user's JAX setting is.
+        return (_restore_params, tuple(np.asarray(leaf) for leaf in jax.tree.leaves(self)))
+
     # -- shape information --
     @property
     def n_components(self) -> int:
@@ -184,6 +189,11 @@ class GMMParams:
         from bayesgmm import density
 
         return density.sample(key, self, n_samples)
+
+
+@x64
+def _restore_params(weights, means, covariances) -> GMMParams:
+    return GMMParams._unchecked(jnp.asarray(weights), jnp.asarray(means), jnp.asarray(covariances))
 
 
 def _flatten(p: GMMParams):

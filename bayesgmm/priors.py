@@ -156,6 +156,10 @@ class Prior:
             scale=cov / K ** (2.0 / D),
         )
 
+    def __reduce__(self):
+        # Pickle as NumPy arrays, rebuilt under x64 (float64 survives unpickling).
+        return (_restore_prior, tuple(np.asarray(leaf) for leaf in jax.tree.leaves(self)))
+
     @property
     def n_components(self) -> int:
         return int(self.weight_concentration.shape[0])
@@ -218,6 +222,11 @@ def log_prior(prior: Prior, params: GMMParams, covariance_type: str = "full"):
     return log_dirichlet(params.weights, prior.weight_concentration) + structure.log_prior(
         params.means, params.covariances, prior
     )
+
+
+@x64
+def _restore_prior(*leaves) -> Prior:
+    return _unflatten(None, [jnp.asarray(leaf) for leaf in leaves])
 
 
 def _flatten(p: Prior):

@@ -166,3 +166,15 @@ def test_getitem_selects_draws(rng):
         p[0, 0, 0]
     with pytest.raises(IndexError):
         p[0, 0][0]
+
+
+def test_pickle_keeps_float64_with_x64_off(rng):
+    import pickle
+
+    p = random_params(rng)
+    prior = bg.Prior.default(rng.normal(size=(30, 2)), 3)
+    assert not jax.config.jax_enable_x64
+    q, prior2 = pickle.loads(pickle.dumps((p, prior)))
+    assert q.dtype == np.float64 and prior2.scale.dtype == np.float64
+    np.testing.assert_array_equal(np.asarray(q.covariances), np.asarray(p.covariances))
+    np.testing.assert_array_equal(np.asarray(prior2.scale), np.asarray(prior.scale))
