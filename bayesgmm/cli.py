@@ -1,8 +1,11 @@
 """The ``bayesgmm`` command line.
 
-``bayesgmm demo`` fits the built-in data and prints what it found. Further
-subcommands (``em``, ``mcmc``, ``compare``) are added as the library grows;
-exit codes: 0 success, 2 bad usage or bad input.
+Subcommands: ``demo`` (built-in data), ``em`` (fit EM / MAP-EM),
+``mcmc`` (NUTS from MAP-EM), ``compare`` (rank model specifications).
+
+Exit codes scripts can rely on: 0 success; 1 an unexpected internal error;
+2 bad usage or bad input (unreadable data, invalid specification, results
+that exist without ``--force``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -50,6 +54,184 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_data(path: str, columns: str | None = None):
+    """Read a CSV (header optional) or ``.npy`` file into a float array (N, D).
+
+    Raises ``ValueError`` naming the row/column for missing values or text.
+    """
+    import numpy as np
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{path}: no such file")
+    if p.suffix == ".npy":
+        X = np.load(p, allow_pickle=False)
+        if columns:
+            raise ValueError("--columns applies to CSV files only")
+        return np.asarray(X), None
+    try:
+        df = pd.read_csv(p)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        raise ValueError(f"{path}: not a readable CSV file ({err})") from None
+    if all(_is_number(c) for c in df.columns):  # no header row
+        df = pd.read_csv(p, header=None)
+        df.columns = [str(c) for c in df.columns]
+    if columns:
+        wanted = [c.strip() for c in columns.split(",")]
+        missing = [c for c in wanted if c not in df.columns]
+        if missing:
+            raise ValueError(f"{path}: no column(s) {missing}; the file has {list(df.columns)}")
+        df = df[wanted]
+    text = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if text:
+        raise ValueError(
+            f"{path}: column(s) {text} are not numeric; choose numeric columns with --columns"
+        )
+    if df.isna().any().any():
+        row, col = np.argwhere(df.isna().to_numpy())[0]
+        raise ValueError(
+            f"{path}: missing value at data row {row + 1}, column {df.columns[col]!r} "
+            f"({int(df.isna().to_numpy().sum())} missing in all); impute or drop those rows"
+        )
+    return df.to_numpy(dtype=float), [str(c) for c in df.columns]
+
+
+def _is_number(text) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _out_dir(path: str, force: bool) -> Path:
+    out = Path(path)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise FileExistsError(f"{out} exists and is not empty; pass --force to overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _em(args: argparse.Namespace) -> int:
+    import bayesgmm as bg
+    from bayesgmm.serialization import save
+
+    X, _names = read_data(args.data, args.columns)
+    prior = bg.Prior.default(X, args.n_components) if args.map else None
+    em = bg.fit_em(
+        X,
+        args.n_components,
+        covariance_type=args.covariance_type,
+        prior=prior,
+        n_init=args.n_init,
+        max_iter=args.max_iter,
+        tol=args.tol,
+        seed=args.seed,
+    )
+    print(em.summary())
+    if args.out:
+        out = Path(args.out)
+        if out.suffix != ".json":
+            raise ValueError("--out for em is a .json file")
+        save(em, out, overwrite=args.force)
+        print(f"\nsaved {out}")
+    return 0
+
+
+def _mcmc(args: argparse.Namespace) -> int:
+    import arviz as az
+
+    import bayesgmm as bg
+    from bayesgmm.bayes import sample_posterior
+
+    X, _names = read_data(args.data, args.columns)
+    prior = bg.Prior.default(X, args.n_components)
+    em = bg.fit_em(
+        X,
+        args.n_components,
+        covariance_type=args.covariance_type,
+        prior=prior,
+        n_init=args.n_init,
+        seed=args.seed,
+    )
+    print(em.summary(), "\n")
+    post = sample_posterior(
+        X,
+        args.n_components,
+        prior=prior,
+        covariance_type=args.covariance_type,
+        num_chains=args.chains,
+        num_warmup=args.warmup,
+        num_samples=args.samples,
+        init=em,
+        seed=args.seed,
+        progress_bar=not args.quiet,
+    ).relabel()
+    print(post)
+    print(az.summary(post.to_arviz(), var_names=["weights", "means"]).to_string())
+    if args.out:
+        from bayesgmm.serialization import save
+
+        out = Path(args.out)
+        if out.suffix != ".nc":
+            raise ValueError("--out for mcmc is a .nc (netCDF) file")
+        save(post, out, overwrite=args.force)
+        print(f"\nsaved {out}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bayesgmm.selection import compare_models, plot_model_comparison, to_markdown
+    from bayesgmm.serialization import save
+    from bayesgmm.specs import load_specs
+
+    X, _names = read_data(args.data, args.columns)
+    specs = load_specs(args.specs)
+    out = _out_dir(args.out, args.force) if args.out else None
+    res = compare_models(
+        X,
+        specs,
+        criterion=args.criterion,
+        nuts=not args.no_nuts,
+        seed=args.seed,
+        progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)),
+    )
+    shown = [c for c in res.table.columns if c not in ("spec",)]
+    print(res.table[shown].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if out is None:
+        return 0
+    res.table.to_csv(out / "comparison.csv", index=False)
+    (out / "comparison.md").write_text(to_markdown(res.table) + "\n")
+    for name, em in res.em.items():
+        save(em, out / f"em_{name}.json", overwrite=True)
+    for name, post in res.posteriors.items():
+        save(post, out / f"posterior_{name}.nc", overwrite=True)
+    for spec in specs:
+        save(spec, out / f"spec_{spec.name}.json", overwrite=True)
+    axes = plot_model_comparison(res.table)
+    axes[0].figure.tight_layout()
+    axes[0].figure.savefig(out / "comparison.png", dpi=120)
+    plt.close(axes[0].figure)
+    print(
+        f"\nwrote {out}/: comparison.csv, comparison.md, comparison.png, "
+        f"{len(res.em)} EM fits (JSON), {len(res.posteriors)} posteriors (netCDF)"
+    )
+    return 0
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="CSV file (header optional) or .npy array of shape (N, D)")
+    p.add_argument("--columns", help="comma-separated CSV columns to use (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayesgmm",
@@ -65,6 +247,61 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-components", type=int, default=4, help="largest K tried (4)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the initialisation (0)")
     demo.set_defaults(func=_demo)
+
+    from bayesgmm.covariance import COVARIANCE_TYPES
+
+    em = sub.add_parser(
+        "em",
+        help="fit EM (or MAP-EM with --map) to a data file and print the fit",
+        description="Fit a Gaussian mixture by EM; --map maximises the posterior under "
+        "the default prior instead. --out saves the fit as JSON (read back by bayesgmm.load).",
+    )
+    _add_data_args(em)
+    em.add_argument("-k", "--n-components", type=int, required=True, help="number of components")
+    em.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full")
+    em.add_argument("--map", action="store_true", help="MAP-EM under Prior.default")
+    em.add_argument("--n-init", type=int, default=5, help="restarts (5)")
+    em.add_argument("--max-iter", type=int, default=500)
+    em.add_argument("--tol", type=float, default=1e-4)
+    em.add_argument("--out", help="save the fit to this .json file")
+    em.set_defaults(func=_em)
+
+    mc = sub.add_parser(
+        "mcmc",
+        help="sample the posterior with NUTS, started from MAP-EM",
+        description="MAP-EM under the default prior, then NUTS from it; draws are relabelled "
+        "against MAP-EM and summarised with ArviZ. --out saves the posterior as netCDF.",
+    )
+    _add_data_args(mc)
+    mc.add_argument("-k", "--n-components", type=int, required=True)
+    mc.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full")
+    mc.add_argument("--n-init", type=int, default=5)
+    mc.add_argument("--chains", type=int, default=4)
+    mc.add_argument("--warmup", type=int, default=1000)
+    mc.add_argument("--samples", type=int, default=1000)
+    mc.add_argument("--quiet", action="store_true", help="no progress bar")
+    mc.add_argument("--out", help="save the posterior to this .nc file")
+    mc.set_defaults(func=_mcmc)
+
+    cmp_ = sub.add_parser(
+        "compare",
+        help="fit and rank the variants of model specifications (models/*.toml)",
+        description="Fit every variant of the given TOML specifications with EM (BIC, AIC, "
+        "ICL) and NUTS (PSIS-LOO, WAIC), print one ranked table and, with --out, write "
+        "comparison.csv/.md/.png, each EM fit as JSON and each posterior as netCDF.",
+    )
+    _add_data_args(cmp_)
+    cmp_.add_argument("specs", nargs="+", help="model specification files (TOML)")
+    cmp_.add_argument("--out", help="directory for the results")
+    cmp_.add_argument(
+        "--criterion",
+        choices=["bic", "aic", "icl", "loo", "waic"],
+        default="bic",
+        help="ranking criterion (bic)",
+    )
+    cmp_.add_argument("--no-nuts", action="store_true", help="EM only (no LOO/WAIC)")
+    cmp_.add_argument("--quiet", action="store_true", help="no progress lines")
+    cmp_.set_defaults(func=_compare)
     return parser
 
 
@@ -76,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except ValueError as err:
-        print(f"bayesgmm: error: {err}", file=sys.stderr)
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as err:
+        print(f"bayesgmm {args.command}: error: {err}", file=sys.stderr)
         return 2
 
 

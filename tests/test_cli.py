@@ -1,0 +1,90 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayesgmm as bg
+from bayesgmm.cli import main
+from bayesgmm.serialization import load
+
+
+@pytest.fixture
+def faithful_csv(tmp_path):
+    X, names = bg.datasets.load_faithful(return_names=True)
+    path = tmp_path / "faithful.csv"
+    pd.DataFrame(X, columns=names).to_csv(path, index=False)
+    return path
+
+
+def test_help_lists_subcommands():
+    out = subprocess.run(
+        [sys.executable, "-m", "bayesgmm.cli", "--help"], capture_output=True, text=True
+    )
+    assert out.returncode == 0
+    for cmd in ("demo", "em", "mcmc", "compare"):
+        assert cmd in out.stdout
+
+
+def test_em_subcommand_saves_json(tmp_path, faithful_csv, capsys):
+    out = tmp_path / "fit.json"
+    code = main(
+        ["em", str(faithful_csv), "-k", "2", "--columns", "eruptions,waiting", "--out", str(out)]
+    )
+    assert code == 0
+    assert "BIC" in capsys.readouterr().out
+    em = load(out)
+    assert em.params.means.shape == (2, 2)
+    assert main(["em", str(faithful_csv), "-k", "2", "--out", str(out)]) == 2  # no --force
+    assert "--force" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        ("a,b\n1,2\n3,\n5,6\n", [], "missing value at data row 2, column 'b'"),
+        ("a,b\n1,x\n3,4\n", [], "not numeric"),
+        ("a,b\n1,2\n3,4\n", ["-k", "5"], "larger than the number of samples"),
+        ("a,b\n1,2\n3,4\n", ["--columns", "c"], "no column"),
+    ],
+)
+def test_bad_csv_gives_message_and_exit_2(tmp_path, capsys, content, args, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    argv = ["em", str(path), *(args if "-k" in args else ["-k", "1", *args])]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_npy_input(tmp_path, capsys):
+    path = tmp_path / "x.npy"
+    np.save(path, bg.datasets.load_faithful())
+    assert main(["em", str(path), "-k", "1"]) == 0
+
+
+def test_compare_em_only_writes_results(tmp_path, faithful_csv, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "full"\ncovariance_type = "full"\nn_components = [1, 2]\n')
+    out = tmp_path / "res"
+    code = main(
+        ["compare", str(faithful_csv), str(spec), "--no-nuts", "--quiet", "--out", str(out)]
+    )
+    assert code == 0
+    table = pd.read_csv(out / "comparison.csv")
+    assert list(table["model"]) == ["full-K2", "full-K1"]
+    assert (out / "comparison.md").read_text().startswith("| rank |")
+    assert (out / "comparison.png").stat().st_size > 1000
+    assert load(out / "em_full-K2.json").bic == pytest.approx(table.loc[0, "bic"])
+    assert json.loads((out / "spec_full.json").read_text())["kind"] == "ModelSpec"
+    assert main(["compare", str(faithful_csv), str(spec), "--no-nuts", "--out", str(out)]) == 2
+
+
+def test_compare_bad_spec_names_key(tmp_path, faithful_csv, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "x"\ncovariance_type = "full"\nn_components = 2\ncolour = 1\n')
+    assert main(["compare", str(faithful_csv), str(spec), "--no-nuts"]) == 2
+    err = capsys.readouterr().err
+    assert "s.toml: colour: unknown key" in err

@@ -1,0 +1,132 @@
+import json
+
+import numpy as np
+import pytest
+
+import bayesgmm as bg
+from bayesgmm.serialization import load, save
+from bayesgmm.specs import ModelSpec, SpecError, load_spec, load_specs
+
+
+def write(tmp_path, text, name="spec.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+GOOD = """
+name = "m"
+covariance_type = "diag"
+n_components = {start = 2, stop = 4}
+[prior]
+mean_precision = 0.5
+[em]
+n_init = 2
+map = true
+[nuts]
+num_chains = 1
+"""
+
+
+def test_good_spec_expands_into_variants(tmp_path):
+    spec = load_spec(write(tmp_path, GOOD))
+    assert [v.name for v in spec.variants()] == ["m-K2", "m-K3", "m-K4"]
+    assert spec.prior == {"mean_precision": 0.5} and spec.em["map"] is True
+
+
+def test_shipped_specifications_are_valid():
+    from pathlib import Path
+
+    files = sorted(Path(__file__).parents[1].joinpath("models").glob("*.toml"))
+    specs = load_specs(files)
+    assert {s.covariance_type for s in specs} == set(bg.COVARIANCE_TYPES)
+    assert all(s.n_components == (1, 2, 3, 4, 5, 6) for s in specs)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("colour = 'red'\n" + GOOD, "spec.toml: colour: unknown key; allowed keys are"),
+        (GOOD.replace('"diag"', '"banana"'), r"covariance_type: must be one of \['full'"),
+        (GOOD.replace("n_init = 2", "n_init = 'two'"), "em.n_init: must be an integer >= 1"),
+        (GOOD.replace("num_chains = 1", "num_chain = 1"), "nuts.num_chain: unknown key"),
+        (GOOD.replace("mean_precision = 0.5", "mean_precision = -1"), "prior.mean_precision"),
+        (GOOD.replace("{start = 2, stop = 4}", "[2, 2]"), "duplicates"),
+        (GOOD.replace("{start = 2, stop = 4}", "0"), "integer >= 1"),
+        (GOOD.replace('name = "m"', ""), "name: missing required key"),
+        ("name = [", "not valid TOML"),
+    ],
+)
+def test_bad_specs_name_file_key_and_allowed(tmp_path, text, match):
+    with pytest.raises(SpecError, match=match):
+        load_spec(write(tmp_path, text))
+
+
+def test_duplicate_names_rejected(tmp_path):
+    a = write(tmp_path, GOOD, "a.toml")
+    b = write(tmp_path, GOOD, "b.toml")
+    with pytest.raises(SpecError, match="also used by"):
+        load_specs([a, b])
+
+
+def test_spec_prior_overrides(faithful):
+    spec = ModelSpec.from_dict(
+        {
+            "name": "t",
+            "covariance_type": "full",
+            "n_components": 2,
+            "prior": {"dof_extra": 10.0, "scale_factor": 2.0, "mean_precision": 3.0},
+        }
+    )
+    prior = spec.build_prior(faithful, 2)
+    default = bg.Prior.default(faithful, 2)
+    assert float(prior.dof) == 12.0 and float(prior.mean_precision) == 3.0
+    np.testing.assert_allclose(np.asarray(prior.scale), 2 * np.asarray(default.scale))
+
+
+def test_em_result_and_spec_round_trip_json(tmp_path, faithful):
+    prior = bg.Prior.default(faithful, 2)
+    em = bg.fit_em(faithful, 2, prior=prior, covariance_type="tied")
+    path = save(em, tmp_path / "em.json")
+    back = load(path)
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_array_equal(
+            np.asarray(getattr(back.params, name)), np.asarray(getattr(em.params, name))
+        )
+    assert back.params.dtype == np.float64
+    np.testing.assert_array_equal(back.history, em.history)
+    assert (back.bic, back.icl, back.log_posterior) == (em.bic, em.icl, em.log_posterior)
+    np.testing.assert_array_equal(np.asarray(back.prior.scale), np.asarray(prior.scale))
+    assert json.loads(path.read_text())["kind"] == "EMResult"
+
+    spec = load_spec(write(tmp_path, GOOD))
+    assert load(save(spec, tmp_path / "spec.json")) == ModelSpec.from_dict(
+        spec.to_dict(), source=str(tmp_path / "spec.json")
+    )
+
+
+def test_save_refuses_to_overwrite(tmp_path, faithful):
+    em = bg.fit_em(faithful, 1)
+    save(em, tmp_path / "em.json")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        save(em, tmp_path / "em.json")
+    save(em, tmp_path / "em.json", overwrite=True)
+
+
+def test_compare_models_em_side_ranks_by_bic(faithful):
+    from bayesgmm.selection import compare_models
+
+    specs = [
+        ModelSpec.from_dict(
+            {"name": ct, "covariance_type": ct, "n_components": [1, 2, 3], "em": {"n_init": 5}}
+        )
+        for ct in ("full", "tied")
+    ]
+    res = compare_models(faithful, specs, nuts=False)
+    t = res.table
+    assert len(t) == 6 and list(t["rank"]) == [1, 2, 3, 4, 5, 6]
+    assert t["bic"].is_monotonic_increasing
+    assert t.iloc[0]["model"] == "tied-K3"  # mclust's choice (EEE, 3) on these data
+    assert t.set_index("model").loc["full-K2", "bic"] == pytest.approx(2322.19, abs=0.01)
+    with pytest.raises(ValueError, match="needs the NUTS runs"):
+        compare_models(faithful, specs, nuts=False, criterion="loo")
