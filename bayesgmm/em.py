@@ -55,7 +55,9 @@ class EMResult:
         EM iterations (M-steps) performed.
     history : ndarray of shape (n_iter + 1,)
         Total log-likelihood of the initial parameters and after each M-step;
-        ``history[-1] == log_likelihood``. Never decreases (up to rounding).
+        ``history[-1] == log_likelihood``. Never decreases when ``reg_covar``
+        is 0 (``reg_covar > 0`` perturbs the M-step, which can lower it by
+        about ``reg_covar`` near convergence; under MAP-EM the default is 0).
     history_log_posterior : ndarray of shape (n_iter + 1,) or None
         The same for the log posterior under MAP-EM.
     covariance_type : str
