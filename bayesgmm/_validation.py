@@ -211,3 +211,29 @@ def warn_data_problems(X: np.ndarray, sample_weight: np.ndarray, n_components: i
             DataWarning,
             stacklevel=4,
         )
+
+
+def warn_reg_covar_scale(X: np.ndarray, sample_weight: np.ndarray, reg_covar: float) -> None:
+    """Warn when ``reg_covar`` is not small next to a column's variance.
+
+    ``reg_covar`` is absolute (in squared data units): for data of tiny
+    magnitude it swamps the covariances and the fit describes ``reg_covar``,
+    not the data.
+    """
+    if reg_covar <= 0:
+        return
+    w = sample_weight / sample_weight.sum()
+    mean = w @ X
+    var = w @ (X - mean) ** 2
+    scale = np.maximum(np.abs(X).max(axis=0), 1e-300)
+    varying = var > (1e-12 * scale) ** 2
+    swamped = np.flatnonzero(varying & (reg_covar > 1e-2 * var))
+    if swamped.size:
+        j = int(swamped[0])
+        warnings.warn(
+            f"reg_covar={reg_covar:g} is not small compared with the variance of column {j} "
+            f"({var[j]:.3g}); it will dominate the fitted covariances. Rescale the data "
+            "(e.g. standardise the columns) or lower reg_covar.",
+            DataWarning,
+            stacklevel=4,
+        )

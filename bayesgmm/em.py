@@ -21,6 +21,7 @@ from bayesgmm._validation import (
     check_positive_int,
     check_sample_weight,
     warn_data_problems,
+    warn_reg_covar_scale,
 )
 from bayesgmm.init import INIT_METHODS
 from bayesgmm.params import GMMParams
@@ -328,6 +329,7 @@ def fit_em(
     if key is None:
         key = jax.random.key(0 if seed is None else seed)
     warn_data_problems(data, w, K)
+    warn_reg_covar_scale(data, w, reg_covar)
 
     std = _Standardizer.from_data(data, w)
     n_blocks, B = _block_layout(N, K, D, block_size)
