@@ -45,13 +45,13 @@ import numpy as np
 from bayesgmm._precision import x64
 from bayesgmm._validation import check_positive
 from bayesgmm.em import EMResult
+from bayesgmm.membership import posterior_membership
 from bayesgmm.params import GMMParams
 from bayesgmm.posterior import Posterior
 
 __all__ = [
     "compare",
     "compare_model",
-    "posterior_membership",
     "report",
 ]
 
@@ -192,39 +192,6 @@ def _entries(weights, means, covariances):
                 name = f"{short}[{k}]" if not idx else f"{short}[{k},{idx}]"
                 meta.append((parameter, k, idx, name))
     return values, meta
-
-
-@x64
-def posterior_membership(params: GMMParams, X) -> np.ndarray:
-    """Posterior mean membership probabilities ``E[P(z_n = k | x_n, theta) | data]``.
-
-    Averaged over all draws, computed in blocks of draws to bound memory. The
-    draws must be relabelled (the average is over labels ``k``).
-
-    Parameters
-    ----------
-    params : GMMParams with batch shape S
-    X : array-like of shape (N, D)
-
-    Returns
-    -------
-    ndarray of shape (N, K)
-        Rows sum to one.
-    """
-    from bayesgmm._validation import check_data
-
-    data = check_data(X, dtype=params.dtype, n_features=params.n_features)
-    nb = len(params.batch_shape)
-    if not nb:
-        return np.asarray(params.responsibilities(data), dtype=np.float64)
-    flat = jax.tree.map(lambda leaf: leaf.reshape((-1, *leaf.shape[nb:])), params)
-    M = flat.batch_shape[0]
-    N, K = data.shape[0], params.n_components
-    block = max(1, _BLOCK_ELEMENTS // (N * K))
-    out = np.zeros((N, K))
-    for start in range(0, M, block):  # blocks of draws bound the (draws, N, K) memory
-        out += np.asarray(flat[start : start + block].responsibilities(data)).sum(axis=0)
-    return out / M
 
 
 # ------------------------------------------------------------------ compare ---

@@ -63,6 +63,16 @@ class CovarianceStructure:
         scikit-learn's compact shape for ``covariances_``.
     from_sklearn : callable (array, K, D) -> covariances
         Inverse of ``to_sklearn``.
+    numpyro_sample : callable (prior, K) -> (means, covariances)
+        The structure's NumPyro parameterisation, called inside a NumPyro
+        model (:func:`bayesgmm.bayes.gmm_model`). It samples the site
+        ``"means"`` (K, D) and exactly one covariance site whose value is the
+        structure's compact form ``to_sklearn(covariances)``, with the density
+        :attr:`log_prior` uses, under the plate ``"component"``; it records the
+        full (K, D, D) covariances as the site ``"covariances"`` (the sample
+        site itself for ``full``, a deterministic site otherwise) and returns
+        ``(means, covariances)``. NumPyro is imported inside, so the registry
+        stays light.
     """
 
     name: str
@@ -73,6 +83,7 @@ class CovarianceStructure:
     project: Callable
     to_sklearn: Callable
     from_sklearn: Callable
+    numpyro_sample: Callable
 
 
 _REGISTRY: dict[str, CovarianceStructure] = {}
@@ -206,6 +217,71 @@ def _spherical_project(cov):
     return var[..., None, None] * _eye_like(cov)
 
 
+# ------------------------------------------------- NumPyro parameterisations ---
+# Each samples the sites in the coordinates ``log_prior`` uses (covariance
+# matrices, or variances), so the NumPyro model's log joint density is the
+# MAP-EM objective, term for term.
+def _numpyro():
+    import numpyro
+    import numpyro.distributions as dist
+
+    return numpyro, dist
+
+
+def _mvn_means(numpyro, dist, chol, prior):
+    """``mu_k | Sigma_k ~ N(m0, Sigma_k / kappa)`` from the Cholesky factors of Sigma."""
+    return numpyro.sample(
+        "means",
+        dist.MultivariateNormal(prior.mean, scale_tril=chol / jnp.sqrt(prior.mean_precision)),
+    )
+
+
+def _full_numpyro_sample(prior, n_components):
+    numpyro, dist = _numpyro()
+    with numpyro.plate("component", n_components):
+        cov = numpyro.sample(
+            "covariances", dist.InverseWishart(prior.dof, scale_matrix=prior.scale)
+        )
+        means = _mvn_means(numpyro, dist, _linalg.cholesky(cov), prior)
+    return means, cov
+
+
+def _tied_numpyro_sample(prior, n_components):
+    numpyro, dist = _numpyro()
+    shared = numpyro.sample("covariance", dist.InverseWishart(prior.dof, scale_matrix=prior.scale))
+    with numpyro.plate("component", n_components):
+        means = _mvn_means(numpyro, dist, _linalg.cholesky(shared), prior)
+    cov = jnp.broadcast_to(shared, (n_components, *shared.shape))
+    return means, numpyro.deterministic("covariances", cov)
+
+
+def _diag_numpyro_sample(prior, n_components):
+    numpyro, dist = _numpyro()
+    psi = jnp.diagonal(prior.scale)
+    with numpyro.plate("component", n_components):
+        var = numpyro.sample(
+            "variances", dist.InverseGamma(0.5 * prior.dof, 0.5 * psi).to_event(1)
+        )
+        means = numpyro.sample(
+            "means", dist.Normal(prior.mean, jnp.sqrt(var / prior.mean_precision)).to_event(1)
+        )
+    return means, numpyro.deterministic("covariances", var[..., None] * _eye_like(prior.scale))
+
+
+def _spherical_numpyro_sample(prior, n_components):
+    numpyro, dist = _numpyro()
+    D = prior.mean.shape[-1]
+    with numpyro.plate("component", n_components):
+        var = numpyro.sample(
+            "variances",
+            dist.InverseGamma(0.5 * prior.dof * D, 0.5 * jnp.trace(prior.scale)),
+        )
+        sd = jnp.sqrt(var / prior.mean_precision)[..., None]
+        means = numpyro.sample("means", dist.Normal(prior.mean, sd).to_event(1))
+    cov = var[..., None, None] * _eye_like(prior.scale)
+    return means, numpyro.deterministic("covariances", cov)
+
+
 register(
     CovarianceStructure(
         name="full",
@@ -216,6 +292,7 @@ register(
         project=lambda cov: cov,
         to_sklearn=lambda cov: np.asarray(cov),
         from_sklearn=lambda arr, K, D: np.asarray(arr).reshape(K, D, D),
+        numpyro_sample=_full_numpyro_sample,
     )
 )
 register(
@@ -228,6 +305,7 @@ register(
         project=lambda cov: jnp.broadcast_to(cov.mean(axis=-3, keepdims=True), cov.shape),
         to_sklearn=lambda cov: np.asarray(cov)[..., 0, :, :],
         from_sklearn=lambda arr, K, D: np.broadcast_to(np.asarray(arr), (K, D, D)).copy(),
+        numpyro_sample=_tied_numpyro_sample,
     )
 )
 register(
@@ -240,6 +318,7 @@ register(
         project=_diag_part,
         to_sklearn=lambda cov: np.diagonal(np.asarray(cov), axis1=-2, axis2=-1).copy(),
         from_sklearn=lambda arr, K, D: np.asarray(arr)[..., None] * np.eye(D),
+        numpyro_sample=_diag_numpyro_sample,
     )
 )
 register(
@@ -252,6 +331,7 @@ register(
         project=_spherical_project,
         to_sklearn=lambda cov: np.asarray(cov)[..., 0, 0].copy(),
         from_sklearn=lambda arr, K, D: np.asarray(arr)[..., None, None] * np.eye(D),
+        numpyro_sample=_spherical_numpyro_sample,
     )
 )
 

@@ -33,8 +33,8 @@ from bayesgmm.compare import (
     _em_params,
     _match,
     compare,
-    posterior_membership,
 )
+from bayesgmm.membership import posterior_membership
 from bayesgmm.params import GMMParams
 from bayesgmm.posterior import Posterior
 from bayesgmm.ppc import _thin, ppc_replicates

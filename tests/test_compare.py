@@ -18,9 +18,9 @@ import bayesgmm as bg
 from bayesgmm.compare import (
     compare,
     compare_model,
-    posterior_membership,
     report,
 )
+from bayesgmm.membership import posterior_membership
 from bayesgmm.posterior import Posterior
 from bayesgmm.ppc import ppc_replicates, ppc_statistics
 from bayesgmm.relabel import permute

@@ -20,7 +20,8 @@ from matplotlib.patches import Ellipse
 
 import bayesgmm as bg
 from bayesgmm import plots
-from bayesgmm.compare import compare, posterior_membership
+from bayesgmm.compare import compare
+from bayesgmm.membership import posterior_membership
 from bayesgmm.posterior import Posterior
 from bayesgmm.ppc import ppc_statistics
 

@@ -1,0 +1,486 @@
+"""The NumPyro model, NUTS and the posterior mode (bayesgmm.bayes).
+
+The model must be the MAP-EM model: its log joint density at a MAP-EM estimate
+is ``EMResult.log_posterior`` and an optimiser run on it lands on the MAP-EM
+estimate. Sampling tests use small data and few draws; the statistical
+coverage test is marked slow.
+"""
+
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import arviz as az
+import jax
+import numpy as np
+import pytest
+from numpyro import handlers
+from numpyro.infer.util import log_density
+from scipy.optimize import linear_sum_assignment
+
+import bayesgmm as bg
+from bayesgmm import GMMParams, bayes, membership
+from bayesgmm import covariance as cov_registry
+from bayesgmm import mode as bayes_mode
+
+TYPES = ["full", "tied", "diag", "spherical"]
+COV_SITE = {
+    "full": "covariances",
+    "tied": "covariance",
+    "diag": "variances",
+    "spherical": "variances",
+}
+
+
+# ----------------------------------------------------------------- helpers ---
+@pytest.fixture(scope="module")
+def blobs():
+    return bg.datasets.make_four_gaussians_2d(300, seed=1)
+
+
+def map_em(X, K, covariance_type, prior, **kw):
+    """MAP-EM run to machine precision: a fixed 3000 iterations (tol=0).
+
+    A tolerance on the objective stops EM while the parameters are still about
+    sqrt(tol) away from the mode; running on makes them exact.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bg.ConvergenceWarning)
+        return bg.fit_em(
+            X,
+            K,
+            covariance_type=covariance_type,
+            prior=prior,
+            tol=0.0,
+            max_iter=3000,
+            n_init=5,
+            **kw,
+        )
+
+
+def bound_model(X, K, prior, covariance_type, sample_weight=None):
+    with jax.enable_x64(True):
+        return bayes._bind(
+            np.asarray(X, float).reshape(len(X), -1),
+            K,
+            prior,
+            cov_registry.get(covariance_type),
+            sample_weight,
+        )
+
+
+def sites_of(params, covariance_type):
+    name = COV_SITE[covariance_type]
+    with jax.enable_x64(True):
+        return bayes._params_to_sites(
+            params, cov_registry.get(covariance_type), ("weights", "means", name)
+        )
+
+
+def numpyro_log_density(model, sites):
+    """NumPyro's own ``log_density`` of the model at ``sites`` (compiled)."""
+    with jax.enable_x64(True):
+        return float(jax.jit(lambda s: log_density(model, (), {}, s)[0])(sites))
+
+
+def perturbed(params, covariance_type):
+    """A start well away from ``params`` but inside its basin and its family."""
+    K = params.n_components
+    with jax.enable_x64(True):
+        structure = cov_registry.get(covariance_type)
+        covs = np.asarray(structure.project(np.asarray(params.covariances) * 1.3))
+    return GMMParams(
+        0.8 * np.asarray(params.weights) + 0.2 / K,
+        np.asarray(params.means) + 0.2,
+        covs,
+    )
+
+
+def hungarian_to(truth_means, draw_means):
+    """Per-draw permutation of components matching ``truth_means`` (Euclidean)."""
+    perms = []
+    for m in draw_means:
+        cost = ((m[:, None, :] - truth_means[None, :, :]) ** 2).sum(-1)
+        rows, cols = linear_sum_assignment(cost)
+        perm = np.empty(len(cols), int)
+        perm[cols] = rows
+        perms.append(perm)
+    return np.array(perms)
+
+
+# ------------------------------------------------------------------- model ---
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_model_sites_plates_and_pointwise_likelihood(blobs, covariance_type):
+    K = 3
+    prior = bg.Prior.default(blobs, K)
+    model = bound_model(blobs, K, prior, covariance_type)
+    em = map_em(blobs, K, covariance_type, prior)
+
+    found = {}
+
+    def structure_of_trace():
+        tr = handlers.trace(handlers.seed(model, 0)).get_trace()
+        for name, site in tr.items():
+            found[name] = (
+                site["type"],
+                site.get("is_observed", False),
+                site["type"] == "sample" and site["fn"].support.is_discrete,
+            )
+        return 0
+
+    def values(sites):
+        tr = handlers.trace(handlers.substitute(handlers.seed(model, 0), data=sites)).get_trace()
+        return tr["covariances"]["value"], tr["obs"]["fn"].log_prob(tr["obs"]["value"])
+
+    with jax.enable_x64(True):
+        jax.eval_shape(structure_of_trace)
+        covariances, pointwise = jax.jit(values)(sites_of(em.params, covariance_type))
+    latent = {n for n, (t, obs, _) in found.items() if t == "sample" and not obs}
+    assert latent == {"weights", "means", COV_SITE[covariance_type]}
+    assert found["obs"][:2] == ("sample", True)
+    expected = "sample" if covariance_type == "full" else "deterministic"
+    assert found["covariances"][0] == expected
+    np.testing.assert_allclose(covariances, em.params.covariances, rtol=1e-12)
+    # plates, and no discrete site left for NUTS
+    assert {n for n, (t, _, _) in found.items() if t == "plate"} == {"component", "obs_id"}
+    assert not any(discrete for _, _, discrete in found.values())
+    # pointwise log-likelihood: one value per row, the mixture log density
+    assert pointwise.shape == (len(blobs),)
+    np.testing.assert_allclose(pointwise, em.params.log_prob(blobs), rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_log_density_is_em_log_posterior(blobs, covariance_type):
+    """NumPyro's log joint at the MAP-EM estimate is EMResult.log_posterior."""
+    K = 4
+    prior = bg.Prior.default(blobs, K)
+    em = map_em(blobs, K, covariance_type, prior)
+    model = bound_model(blobs, K, prior, covariance_type)
+    lp = numpyro_log_density(model, sites_of(em.params, covariance_type))
+    assert lp == pytest.approx(em.log_posterior, rel=1e-8)
+    lj = bayes_mode.log_joint(em.params, blobs, prior, covariance_type)
+    assert lj == pytest.approx(em.log_posterior, rel=1e-8)
+
+
+def test_log_density_with_sample_weight_is_em_log_posterior(blobs):
+    rng = np.random.default_rng(0)
+    w = rng.integers(0, 4, len(blobs)).astype(float)
+    prior = bg.Prior.default(blobs, 4, sample_weight=w)
+    em = map_em(blobs, 4, "full", prior, sample_weight=w)
+    lj = bayes_mode.log_joint(em.params, blobs, prior, "full", sample_weight=w)
+    assert lj == pytest.approx(em.log_posterior, rel=1e-8)
+
+
+def test_integer_weights_equal_duplicated_rows(blobs):
+    """A weight of w is w copies of the row (0 removes it): same log density."""
+    rng = np.random.default_rng(1)
+    w = rng.integers(0, 4, len(blobs))
+    assert (w == 0).any()
+    duplicated = np.repeat(blobs, w, axis=0)
+    prior = bg.Prior.default(blobs, 4)
+    params = bg.datasets.true_params_four_gaussians_2d()
+    for covariance_type in ("full", "diag"):
+        with jax.enable_x64(True):
+            p = GMMParams(
+                params.weights,
+                params.means,
+                cov_registry.get(covariance_type).project(params.covariances),
+            )
+        sites = sites_of(p, covariance_type)
+        weighted = numpyro_log_density(
+            bound_model(blobs, 4, prior, covariance_type, w.astype(float)), sites
+        )
+        copies = numpyro_log_density(bound_model(duplicated, 4, prior, covariance_type), sites)
+        assert weighted == pytest.approx(copies, rel=1e-12)
+        assert bayes_mode.log_joint(
+            p, blobs, prior, covariance_type, sample_weight=w
+        ) == pytest.approx(copies, rel=1e-12)
+
+
+def test_log_joint_rejects_params_outside_family(blobs):
+    prior = bg.Prior.default(blobs, 4)
+    truth = bg.datasets.true_params_four_gaussians_2d()
+    with pytest.raises(ValueError, match="not in the 'diag' covariance family"):
+        bayes_mode.log_joint(truth, blobs, prior, "diag")
+
+
+# -------------------------------------------------------------------- MAP ---
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_find_map_lands_on_map_em(blobs, covariance_type):
+    """Optimising NumPyro's log joint from a perturbed start reaches the MAP-EM estimate."""
+    K = 4
+    prior = bg.Prior.default(blobs, K)
+    em = map_em(blobs, K, covariance_type, prior)
+    start = perturbed(em.params, covariance_type)
+    assert not np.allclose(start.means, em.params.means, rtol=1e-2)
+    mode = bayes_mode.find_map(blobs, K, prior, covariance_type, init=start)
+    for name in ("weights", "means", "covariances"):
+        got, want = np.asarray(getattr(mode, name)), np.asarray(getattr(em.params, name))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-8 * np.abs(want).max())
+    assert bayes_mode.log_joint(mode, blobs, prior, covariance_type) >= em.log_posterior - 1e-7
+
+
+def test_find_map_default_start_and_1d_data():
+    X = bg.datasets.make_two_gaussians_1d(200, seed=3)
+    prior = bg.Prior.default(X, 2)
+    em = map_em(X, 2, "full", prior)
+    mode = bayes_mode.find_map(X, 2, prior)  # starts from fit_em(..., prior=prior)
+    assert mode.means.shape == (2, 1)
+    np.testing.assert_allclose(mode.means, em.params.means, rtol=1e-5)
+
+
+# ------------------------------------------------------------------- NUTS ---
+@pytest.fixture(scope="module")
+def faithful_post(faithful):
+    prior = bg.Prior.default(faithful, 2)
+    em = bg.fit_em(faithful, 2, prior=prior, n_init=3)
+    post = bayes.sample_posterior(
+        faithful,
+        2,
+        prior=prior,
+        init=em,
+        num_chains=2,
+        num_warmup=200,
+        num_samples=150,
+        seed=0,
+        progress_bar=False,
+    )
+    return post, em
+
+
+def test_posterior_shapes_dtypes_and_stats(faithful_post, faithful):
+    post, em = faithful_post
+    C, S, K, D = 2, 150, 2, 2
+    p = post.params
+    assert p.batch_shape == (C, S)
+    assert p.weights.shape == (C, S, K)
+    assert p.means.shape == (C, S, K, D)
+    assert p.covariances.shape == (C, S, K, D, D)
+    assert p.dtype == np.float64  # although the test session runs JAX in float32
+    assert not jax.config.jax_enable_x64
+    np.testing.assert_allclose(np.asarray(p.weights).sum(-1), 1.0, rtol=1e-12)
+    assert np.all(np.linalg.eigvalsh(np.asarray(p.covariances)) > 0)
+    for name in ("diverging", "energy", "n_steps", "tree_depth", "accept_prob", "step_size"):
+        assert post.sample_stats[name].shape == (C, S), name
+    assert post.sample_stats["diverging"].dtype == bool
+    assert post.num_chains == C and post.num_draws == S
+    assert post.reference_kind == "MAP-EM"
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_array_equal(getattr(post.reference, name), getattr(em.params, name))
+    assert post.covariance_type == "full" and post.prior.n_components == K
+    np.testing.assert_array_equal(post.X, faithful)
+    assert post.X is not faithful
+    np.testing.assert_array_equal(post.sample_weight, np.ones(len(faithful)))
+    assert post.mcmc is not None
+    assert "divergences=" in repr(post)
+    # Well-separated clusters: the posterior sits on the MAP-EM estimate.
+    post_mean = np.asarray(p.means).mean(axis=(0, 1))
+    sd = np.asarray(p.means).std(axis=(0, 1))
+    assert np.all(np.abs(post_mean - np.asarray(em.params.means)) < 4 * sd)
+    assert post.num_divergences == 0
+
+
+def test_membership(faithful_post):
+    post, em = faithful_post
+    mean, low, high = membership.membership(post)
+    N = post.X.shape[0]
+    assert mean.shape == low.shape == high.shape == (N, 2)
+    np.testing.assert_allclose(mean.sum(axis=1), 1.0, rtol=1e-10)
+    assert np.all((0 <= low) & (low <= high) & (high <= 1))
+    # the same as averaging each draw's closed-form responsibilities, and
+    # ArviZ's HDI of those draws (the mean of a skewed probability near 0 or 1
+    # may lie outside its HDI, so that is not asserted)
+    with jax.enable_x64(True):
+        resp = np.asarray(post.params.responsibilities(post.X))
+    np.testing.assert_allclose(mean, resp.mean(axis=(0, 1)), rtol=1e-10, atol=1e-14)
+    ref_hdi = az.hdi(resp, hdi_prob=0.94)
+    np.testing.assert_allclose(low, ref_hdi[..., 0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(high, ref_hdi[..., 1], rtol=1e-12, atol=1e-15)
+    # the MAP-EM memberships are typically inside the posterior interval
+    ref = em.predict_proba(post.X)
+    inside = (ref >= low - 1e-9) & (ref <= high + 1e-9)
+    assert inside.mean() > 0.8, inside.mean()
+    # new rows, and a narrower interval
+    m2, lo2, hi2 = membership.membership(post, post.X[:5], hdi_prob=0.5)
+    np.testing.assert_allclose(m2, mean[:5])
+    assert np.all(hi2 - lo2 <= high[:5] - low[:5] + 1e-12)
+
+
+def test_one_dimensional_data_and_few_draws_warning():
+    X = bg.datasets.make_two_gaussians_1d(150, seed=0)
+    with pytest.warns(UserWarning, match="too few for reliable"):
+        post = bayes.sample_posterior(
+            X, 2, init="em", num_chains=2, num_warmup=150, num_samples=60, progress_bar=False
+        )
+    assert post.params.means.shape == (2, 60, 2, 1)
+    assert post.reference_kind == "MAP-EM"
+    truth = bg.datasets.true_params_two_gaussians_1d()
+    means = np.sort(np.asarray(post.params.means).mean(axis=(0, 1))[:, 0])
+    np.testing.assert_allclose(means, np.asarray(truth.means)[:, 0], atol=0.6)
+
+
+def test_large_data_does_not_hang():
+    """N = 3000 with the default chain method finishes (parallel was seen to hang)."""
+    code = textwrap.dedent(
+        """
+        import warnings
+        warnings.simplefilter("ignore")
+        import bayesgmm as bg
+        from bayesgmm.bayes import sample_posterior
+        X = bg.datasets.make_four_gaussians_2d(3000, seed=2)
+        post = sample_posterior(X, 4, init="em", num_chains=2, num_warmup=60,
+                                num_samples=20, progress_bar=False)
+        print(post.params.weights.shape)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=500, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "(2, 20, 4)" in out.stdout
+
+
+def test_starting_points():
+    X = bg.datasets.make_four_gaussians_2d(200, seed=0)
+    prior = bg.Prior.default(X, 4)
+    s = cov_registry.get("diag")
+    w = np.ones(len(X))
+    with jax.enable_x64(True):
+        ref, kind, starts = bayes._starting_points(
+            None, jax.random.key(0), X, w, 4, 2, s, prior, 3
+        )
+        assert ref is None and kind is None
+        assert starts.batch_shape == (3,)
+        assert not np.allclose(starts.means[0], starts.means[1])  # own k-means++ per chain
+        # diag family, valid weights
+        cov = np.asarray(starts.covariances)
+        np.testing.assert_array_equal(cov[..., 0, 1], 0.0)
+        np.testing.assert_allclose(np.asarray(starts.weights).sum(-1), 1.0)
+        truth = bg.datasets.true_params_four_gaussians_2d()
+        ref, kind, starts = bayes._starting_points(
+            truth, jax.random.key(0), X, w, 4, 2, s, prior, 3
+        )
+        assert kind == "init"
+        np.testing.assert_array_equal(ref.means, truth.means)
+        np.testing.assert_allclose(starts.means[0], truth.means)  # chain 0 on the reference
+        assert not np.allclose(starts.means[1], truth.means)  # the others jittered
+        # jitter is about a posterior standard deviation: small
+        assert np.abs(np.asarray(starts.means) - np.asarray(truth.means)).max() < 1.5
+
+
+def test_warnings_for_divergences_and_step_sizes():
+    stats = {"diverging": np.zeros((4, 1000), bool)}
+    stats["diverging"][0, :10] = True
+    with pytest.warns(UserWarning, match=r"10 of 4000 .*target_accept_prob"):
+        bayes._warn_divergences(stats, 0.8)
+    stats["diverging"][0, 1:] = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bayes._warn_divergences(stats, 0.8)  # one in 4000 is not "many"
+        bayes._warn_step_sizes({"step_size": np.full((4, 10), 0.5)})
+    with pytest.warns(UserWarning, match="step sizes that differ"):
+        bayes._warn_step_sizes({"step_size": np.array([[0.5], [0.5], [0.01], [0.5]])})
+
+
+# -------------------------------------------------------------- bad input ---
+def test_bad_input(blobs):
+    prior3 = bg.Prior.default(blobs, 3)
+    with pytest.raises(ValueError, match="built for K=3"):
+        bayes.sample_posterior(blobs, 4, prior=prior3, progress_bar=False)
+    with pytest.raises(ValueError, match="built for K=3"):
+        bayes_mode.find_map(blobs, 4, prior3)
+    prior1d = bg.Prior.default(blobs[:, 0], 4)
+    with pytest.raises(ValueError, match="D=1"):
+        bayes.sample_posterior(blobs, 4, prior=prior1d, progress_bar=False)
+    with pytest.raises(TypeError, match=r"bayesgmm\.Prior"):
+        bayes.sample_posterior(blobs, 4, prior={"dof": 3}, progress_bar=False)
+    em3 = bg.fit_em(blobs, 3)
+    with pytest.raises(ValueError, match="init has K=3"):
+        bayes.sample_posterior(blobs, 4, init=em3, progress_bar=False)
+    with pytest.raises(ValueError, match="init has K=3"):
+        bayes_mode.find_map(blobs, 4, init=em3)
+    with pytest.raises(ValueError, match="init must be"):
+        bayes.sample_posterior(blobs, 4, init="kmeans", progress_bar=False)
+    with pytest.raises(ValueError, match="batch shape"):
+        truth = bg.datasets.true_params_four_gaussians_2d()
+        batched = jax.tree.map(lambda a: np.stack([a] * 3), truth)
+        bayes.sample_posterior(blobs, 4, init=batched, num_chains=2, progress_bar=False)
+    bad = blobs.copy()
+    bad[5, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        bayes.sample_posterior(bad, 4, progress_bar=False)
+    with pytest.raises(ValueError, match="NaN"):
+        bayes_mode.find_map(bad, 4)
+    with pytest.raises(ValueError, match="3-D"):
+        bayes.sample_posterior(blobs[None], 4, progress_bar=False)
+    with pytest.raises(ValueError, match="larger than the number of samples"):
+        bayes.sample_posterior(blobs[:3], 4, progress_bar=False)
+    with pytest.raises(ValueError, match="sample_weight"):
+        bayes.sample_posterior(blobs, 4, sample_weight=np.ones(5), progress_bar=False)
+    with pytest.raises(ValueError, match="covariance_type"):
+        bayes.sample_posterior(blobs, 4, covariance_type="banana", progress_bar=False)
+    with pytest.raises(ValueError, match="num_chains"):
+        bayes.sample_posterior(blobs, 4, num_chains=0, progress_bar=False)
+    with pytest.raises(ValueError, match="num_warmup"):
+        bayes.sample_posterior(blobs, 4, num_warmup=-1, progress_bar=False)
+    with pytest.raises(ValueError, match="target_accept_prob"):
+        bayes.sample_posterior(blobs, 4, target_accept_prob=1.0, progress_bar=False)
+    with pytest.raises(ValueError, match="chain_method"):
+        bayes.sample_posterior(blobs, 4, chain_method="threads", progress_bar=False)
+    with pytest.raises(TypeError, match="Posterior"):
+        membership.membership(em3)
+
+
+def test_parallel_chain_method_falls_back_without_devices():
+    assert bayes._check_chain_method(None, 4) == "vectorized"
+    if jax.local_device_count() < 4:
+        with pytest.warns(UserWarning, match="falls back|instead"):
+            assert bayes._check_chain_method("parallel", 4) == "vectorized"
+    assert bayes._check_chain_method("sequential", 4) == "sequential"
+
+
+def test_import_bayesgmm_stays_light():
+    code = "import sys, bayesgmm; bayesgmm.covariance.get('full'); print('numpyro' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------- statistics ---
+@pytest.mark.slow
+def test_coverage_of_true_parameters():
+    """True weights, means and covariances lie in the 94% HDI for most entries."""
+    truth = bg.datasets.true_params_four_gaussians_2d()
+    t_means = np.asarray(truth.means)
+    inside = []
+    for seed in range(3):
+        X = bg.datasets.make_four_gaussians_2d(400, seed=10 + seed)
+        post = bayes.sample_posterior(
+            X,
+            4,
+            init="em",
+            num_chains=2,
+            num_warmup=400,
+            num_samples=400,
+            seed=seed,
+            progress_bar=False,
+        )
+        flat = jax.tree.map(lambda a: np.asarray(a).reshape(-1, *a.shape[2:]), post.params)
+        perm = hungarian_to(t_means, flat.means)
+        take = np.arange(len(perm))[:, None]
+        draws = {
+            "weights": flat.weights[take, perm],
+            "means": flat.means[take, perm],
+            "covariances": flat.covariances[take, perm][..., [0, 0, 1], [0, 1, 1]],
+        }
+        true = {
+            "weights": np.asarray(truth.weights),
+            "means": t_means,
+            "covariances": np.asarray(truth.covariances)[..., [0, 0, 1], [0, 1, 1]],
+        }
+        for name, d in draws.items():
+            low, high = membership._hdi(d, 0.94)
+            inside.append(((true[name] >= low) & (true[name] <= high)).ravel())
+    inside = np.concatenate(inside)
+    assert inside.size == 3 * (4 + 8 + 12)
+    assert inside.mean() >= 0.85, inside.mean()
