@@ -196,16 +196,39 @@ def gmm_model(X, n_components, prior, covariance_type="full", sample_weight=None
 
 
 # ------------------------------------------------------ sites <-> GMMParams ---
-def _bind(X, n_components, prior, structure, sample_weight):
-    """The model with its data bound: a function of no arguments."""
+def _bind(X, n_components, prior, structure, sample_weight, model=None):
+    """The model (``gmm_model`` unless given) with its data bound: a function of no arguments."""
     return functools.partial(
-        gmm_model,
+        gmm_model if model is None else model,
         X=jnp.asarray(X),
         n_components=n_components,
         prior=prior,
         covariance_type=structure.name,
         sample_weight=None if sample_weight is None else jnp.asarray(sample_weight),
     )
+
+
+def _check_custom_sites(model, structure) -> None:
+    """A model must expose the shared sites of :func:`gmm_model` for its structure."""
+    from numpyro import handlers
+
+    with jax.enable_x64(True):
+        trace = jax.eval_shape(
+            lambda: {
+                name: site["value"]
+                for name, site in handlers.trace(handlers.seed(model, 0)).get_trace().items()
+                if site["type"] in ("sample", "deterministic")
+            }
+        )
+    reference = {"weights", "means", "covariances", "obs"}
+    missing = sorted(reference - set(trace))
+    if missing:
+        raise ValueError(
+            f"the model has no site(s) {missing}; a model for covariance_type="
+            f"{structure.name!r} must declare the sites of bayesgmm.gmm_model: 'weights' (K,), "
+            "'means' (K, D), the structure's covariance site, 'covariances' (K, D, D) and the "
+            "observed 'obs' with a per-row log-probability."
+        )
 
 
 def _latent_transforms(model) -> dict:
@@ -452,6 +475,7 @@ def sample_posterior(
     progress_bar: bool = True,
     target_accept_prob: float = 0.8,
     dtype=None,
+    model=None,
 ) -> Posterior:
     """Sample the posterior of a Gaussian mixture with NUTS.
 
@@ -504,6 +528,14 @@ def sample_posterior(
         when there are divergences.
     dtype : {None, "float64", "float32"}
         float64 unless X is float32 or float32 is asked for.
+    model : callable, optional
+        A custom NumPyro model with :func:`gmm_model`'s signature
+        ``model(X, n_components, prior, covariance_type, sample_weight)`` that
+        declares the same latent sites for its covariance structure
+        (``weights``, ``means`` and the structure's covariance site), the full
+        ``covariances`` (K, D, D) and an observed ``obs`` whose log-probability
+        is per row. A different likelihood or extra deterministic sites are
+        fine; chains are started through the shared sites.
 
     Returns
     -------
@@ -578,7 +610,10 @@ def sample_posterior(
     reference, kind, starts = _starting_points(
         init, key_init, data, w, K, D, structure, prior, num_chains
     )
-    model = _bind(data, K, prior, structure, _weights_or_none(w))
+    if model is not None and not callable(model):
+        raise TypeError(f"model must be a NumPyro model function; got {type(model).__name__}.")
+    model = _bind(data, K, prior, structure, _weights_or_none(w), model)
+    _check_custom_sites(model, structure)
     transforms = _latent_transforms(model)
     sites = _params_to_sites(starts, structure, transforms)
     unconstrained = _unconstrain(transforms, sites)

@@ -484,3 +484,37 @@ def test_coverage_of_true_parameters():
     inside = np.concatenate(inside)
     assert inside.size == 3 * (4 + 8 + 12)
     assert inside.mean() >= 0.85, inside.mean()
+
+
+@pytest.mark.slow
+def test_custom_model_with_tempered_likelihood_is_wider(blobs):
+    """A custom model (models/custom) runs through sample_posterior; tempering widens it."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "models" / "custom" / "tempered_model.py"
+    spec = importlib.util.spec_from_file_location("tempered_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    X = blobs[:150]
+    prior = bg.Prior.default(X, 4)
+    em = bg.fit_em(X, 4, prior=prior, n_init=3)
+    kw = dict(
+        prior=prior, init=em, num_chains=1, num_warmup=200, num_samples=300, progress_bar=False
+    )
+    plain = bg.sample_posterior(X, 4, **kw).relabel()
+    tempered = bg.sample_posterior(X, 4, model=module.model, **kw).relabel()
+    sd_plain = np.asarray(plain.params.means).std(axis=(0, 1)).mean()
+    sd_temp = np.asarray(tempered.params.means).std(axis=(0, 1)).mean()
+    assert sd_temp > 1.2 * sd_plain  # about sqrt(2) wider in theory
+
+
+def test_custom_model_without_shared_sites_is_rejected(blobs):
+    import numpyro
+    import numpyro.distributions as dist
+
+    def bad(X, n_components, prior, covariance_type="full", sample_weight=None):
+        numpyro.sample("mu", dist.Normal(0.0, 1.0))
+
+    with pytest.raises(ValueError, match=r"no site\(s\) \['covariances', 'means', 'obs'"):
+        bg.sample_posterior(blobs[:50], 2, model=bad, num_samples=10, num_warmup=10)
