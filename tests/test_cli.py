@@ -88,3 +88,54 @@ def test_compare_bad_spec_names_key(tmp_path, faithful_csv, capsys):
     assert main(["compare", str(faithful_csv), str(spec), "--no-nuts"]) == 2
     err = capsys.readouterr().err
     assert "s.toml: colour: unknown key" in err
+
+
+@pytest.mark.slow
+def test_compare_galaxies_with_nuts_round_trips(tmp_path, capsys):
+    """The issue's check: `bayesgmm compare` on the galaxy data over K = 1..6 with small
+    NUTS settings; the table's shape and content, and saved files load back equal."""
+    import warnings
+
+    csv = tmp_path / "galaxies.csv"
+    pd.DataFrame({"velocity": bg.datasets.load_galaxies() / 1000}).to_csv(csv, index=False)
+    spec = tmp_path / "galaxies.toml"
+    spec.write_text(
+        'name = "gal"\ncovariance_type = "full"\nn_components = {start = 1, stop = 6}\n'
+        "[em]\nn_init = 5\n[nuts]\nnum_chains = 1\nnum_warmup = 150\nnum_samples = 150\n"
+    )
+    out = tmp_path / "res"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pareto-k and few-draws warnings are expected here
+        code = main(["compare", str(csv), str(spec), "--quiet", "--out", str(out)])
+    assert code == 0
+    table = pd.read_csv(out / "comparison.csv")
+    assert len(table) == 6 and sorted(table["n_components"]) == [1, 2, 3, 4, 5, 6]
+    for column in ("bic", "aic", "icl", "elpd_loo", "se_loo", "elpd_waic", "loo_weight"):
+        assert table[column].notna().all(), column
+    assert table["bic"].is_monotonic_increasing and list(table["rank"]) == [1, 2, 3, 4, 5, 6]
+    assert table.loc[0, "n_components"] >= 3  # one or two components cannot fit these data
+    assert table["loo_weight"].sum() == pytest.approx(1.0, abs=1e-6)
+    k1 = table.set_index("n_components").loc[1]
+    assert k1["elpd_loo"] < table["elpd_loo"].max()
+    # saved files load back equal
+    for _, row in table.iterrows():
+        em = load(out / f"em_{row['model']}.json")
+        assert em.bic == pytest.approx(row["bic"], rel=1e-12)
+        post = load(out / f"posterior_{row['model']}.nc")
+        assert post.params.batch_shape == (1, 150)
+        assert post.covariance_type == "full" and post.reference is not None
+    # the saved posterior carries its MAP-EM start: refit it here, bit for bit
+    from bayesgmm.specs import load_spec
+
+    X = pd.read_csv(csv).to_numpy()
+    prior = load_spec(spec).build_prior(X, 3)
+    em3 = bg.fit_em(X, 3, prior=prior, n_init=5, seed=0)
+    saved = load(out / "posterior_gal-K3.nc")
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_allclose(
+            np.asarray(getattr(saved.reference, name)),
+            np.asarray(getattr(em3.params, name)),
+            rtol=1e-12,
+        )
+    np.testing.assert_array_equal(saved.X, X)
+    assert (out / "comparison.png").stat().st_size > 1000
