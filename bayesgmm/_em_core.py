@@ -12,7 +12,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import logsumexp
 
 from bayesgmm import _linalg
 from bayesgmm import covariance as _cov
@@ -50,10 +49,20 @@ class EMState(NamedTuple):
 
 
 def _block_stats(xb, wb, resp_b):
-    """Statistics of one block from weighted responsibilities ``resp_b`` (B, K)."""
+    """Statistics of one block from weighted responsibilities ``resp_b`` (B, K).
+
+    One GEMM gives the sums and the outer products together:
+    ``[x, 1]^T @ (r x)``, with ``(r x)[n, (d, k)] = r_nk x_nd`` of shape (B, D K)
+    and the contraction over the block's rows.
+    """
+    B, D = xb.shape
+    K = resp_b.shape[-1]
     r = resp_b * wb[:, None]
-    outer = jnp.einsum("nk,nd,ne->kde", r, xb, xb)
-    return r.sum(axis=0), r.T @ xb, outer
+    rx = (xb[:, :, None] * r[:, None, :]).reshape(B, D * K)
+    x1_t = jnp.concatenate([xb.T, jnp.ones((1, B), xb.dtype)], axis=0)  # (D + 1, B)
+    m = (x1_t @ rx).reshape(D + 1, D, K)  # m[e, d, k] = sum_n x1_en r_nk x_nd
+    outer = jnp.transpose(m[:D], (2, 1, 0))
+    return r.sum(axis=0), m[D].T, outer
 
 
 def e_step(params: GMMParams, X, w) -> Stats:
@@ -67,12 +76,19 @@ def e_step(params: GMMParams, X, w) -> Stats:
     def block(acc, xw):
         xb, wb = xw
         lp = component_log_prob(xb, params.means, prec, logdet) + log_w
-        lse = logsumexp(lp, axis=1)
-        log_resp = lp - lse[:, None]
-        counts, sums, outer = _block_stats(xb, wb, jnp.exp(log_resp))
+        # logsumexp and the responsibilities with one exp per entry: shifted by
+        # the row maximum, e = exp(lp - top) has a 1 in every finite row, so
+        # s = sum_k e >= 1, lse = top + log(s) and r = e / s (a softmax).
+        top = jnp.max(lp, axis=1)
+        top = jnp.where(jnp.isfinite(top), top, 0.0)
+        e = jnp.exp(lp - top[:, None])
+        s = jnp.sum(e, axis=1)
+        log_s = jnp.log(s)
+        counts, sums, outer = _block_stats(xb, wb, e / s[:, None])
         used = wb > 0
-        ll = jnp.sum(jnp.where(used, wb * lse, 0.0))
-        hard = jnp.sum(jnp.where(used, wb * jnp.max(log_resp, axis=1), 0.0))
+        ll = jnp.sum(jnp.where(used, wb * (top + log_s), 0.0))
+        # max_k log r_nk = (top - lse) = -log(s)
+        hard = -jnp.sum(jnp.where(used, wb * log_s, 0.0))
         return jax.tree.map(jnp.add, acc, Stats(counts, sums, outer, ll, hard)), None
 
     zero = jnp.zeros((), X.dtype)
@@ -266,6 +282,11 @@ def fit_restarts(
         )
         return finish(state, X, w, structure=structure, prior=prior)
 
+    if keys.shape[0] == 1:
+        # A single restart runs unbatched: vmap over a batch of one would turn the
+        # E-step and M-step products into batched contractions that XLA lowers to
+        # slower kernels. The result gets the same leading restart axis.
+        return jax.tree.map(lambda leaf: leaf[None], one(keys[0]))
     return jax.vmap(one)(keys)
 
 

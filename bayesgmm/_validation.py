@@ -160,6 +160,26 @@ def check_sample_weight(sample_weight, n_samples: int, dtype: np.dtype) -> np.nd
     return w
 
 
+def check_fit_inputs(X, n_components, sample_weight, dtype: np.dtype):
+    """The validation every fitter starts with (EM, MAP-EM, NUTS).
+
+    Returns
+    -------
+    data : ndarray of shape (N, D), a copy in ``dtype``
+    w : ndarray of shape (N,), the sample weights (ones by default)
+    K : int
+    """
+    data = check_data(X, dtype=dtype)
+    K = check_n_components(n_components, data.shape[0])
+    w = check_sample_weight(sample_weight, data.shape[0], dtype)
+    if int((w > 0).sum()) < K:
+        raise ValueError(
+            f"only {int((w > 0).sum())} row(s) have a positive sample_weight, fewer than "
+            f"n_components={K}; use fewer components or give more rows weight."
+        )
+    return data, w, K
+
+
 def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
     """A finite real number, > 0 (or >= 0 with ``allow_zero``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -37,13 +37,7 @@ from numpyro.infer.util import constrain_fn, potential_energy
 from bayesgmm import _em_core, _linalg, density
 from bayesgmm import covariance as _cov
 from bayesgmm._precision import resolve_dtype, x64
-from bayesgmm._validation import (
-    check_data,
-    check_n_components,
-    check_positive_int,
-    check_sample_weight,
-    warn_data_problems,
-)
+from bayesgmm._validation import check_fit_inputs, check_positive_int, warn_data_problems
 from bayesgmm.em import EMResult, fit_em
 from bayesgmm.params import GMMParams
 from bayesgmm.posterior import Posterior
@@ -298,15 +292,8 @@ def _check_in_family(params: GMMParams, structure) -> None:
 def _prepare(X, n_components, prior, covariance_type, sample_weight, dtype):
     """Validate like :func:`bayesgmm.fit_em`; returns data, weights, K, structure, prior."""
     dt = resolve_dtype(dtype, X)
-    data = check_data(X, dtype=dt)
-    N, D = data.shape
-    K = check_n_components(n_components, N)
-    w = check_sample_weight(sample_weight, N, dt)
-    if int((w > 0).sum()) < K:
-        raise ValueError(
-            f"only {int((w > 0).sum())} row(s) have a positive sample_weight, fewer than "
-            f"n_components={K}; use fewer components or give more rows weight."
-        )
+    data, w, K = check_fit_inputs(X, n_components, sample_weight, dt)
+    D = data.shape[1]
     structure = _cov.get(covariance_type)
     if prior is None:
         prior = Prior.default(data, K, sample_weight=w, dtype=dt)

@@ -33,6 +33,9 @@ def component_log_prob(X, means, prec_chol, logdet):
 
     One matrix product ``X @ P`` for all components at once (``P`` the
     precision Cholesky factors), no per-component loop, no matrix inverse.
+    ``P`` is laid out as one ``(D, D K)`` matrix with the component index
+    fastest, so the product is a single GEMM and the sum of squares over the
+    whitened coordinates runs over whole rows of ``K`` values.
 
     Parameters
     ----------
@@ -47,9 +50,12 @@ def component_log_prob(X, means, prec_chol, logdet):
     -------
     array of shape (N, K)
     """
-    y = jnp.einsum("nd,kde->nke", X, prec_chol) - jnp.einsum("kd,kde->ke", means, prec_chol)
-    maha = jnp.sum(y * y, axis=-1)
-    return -0.5 * (X.shape[-1] * _linalg.LOG_2PI + logdet + maha)
+    K, D = means.shape
+    P = jnp.transpose(prec_chol, (1, 2, 0)).reshape(D, D * K)  # P[d, (e, k)]
+    mean_p = jnp.einsum("kd,kde->ek", means, prec_chol)
+    y = (X @ P).reshape(*X.shape[:-1], D, K) - mean_p  # y[n, e, k] = ((x_n - mu_k) P_k)_e
+    maha = jnp.sum(y * y, axis=-2)
+    return -0.5 * (D * _linalg.LOG_2PI + logdet + maha)
 
 
 def _joint_log_prob(params: GMMParams, X):

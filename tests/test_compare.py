@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import scipy.stats as st
 from sklearn.metrics import adjusted_rand_score
+from support import approx_draws
 
 import bayesgmm as bg
 from bayesgmm.compare import (
@@ -26,33 +27,6 @@ from bayesgmm.ppc import ppc_replicates, ppc_statistics
 from bayesgmm.relabel import permute
 
 C, S = 2, 400
-
-
-def approx_draws(center, n_eff, shape=(C, S), seed=0):
-    """Draws around ``center`` as a posterior from ``n_eff`` points would scatter.
-
-    weights ~ Dirichlet(n_eff w), means ~ N(m_k, Sigma_k / (n_eff w_k)),
-    covariances ~ InvWishart(n_eff w_k + D + 1, n_eff w_k Sigma_k) (mean Sigma_k).
-    """
-    rng = np.random.default_rng(seed)
-    p = center.to_numpy()
-    K, D = center.n_components, center.n_features
-    M = int(np.prod(shape))
-    n_k = n_eff * p["weights"]
-    w = rng.dirichlet(n_k, size=M)
-    means = np.empty((M, K, D))
-    covs = np.empty((M, K, D, D))
-    for k in range(K):
-        chol = np.linalg.cholesky(p["covariances"][k] / n_k[k])
-        means[:, k] = p["means"][k] + rng.standard_normal((M, D)) @ chol.T
-        iw = st.invwishart(df=n_k[k] + D + 1, scale=n_k[k] * p["covariances"][k])
-        covs[:, k] = np.asarray(iw.rvs(size=M, random_state=rng)).reshape(M, D, D)
-    covs = 0.5 * (covs + np.swapaxes(covs, -1, -2))
-    return bg.GMMParams(
-        weights=w.reshape((*shape, K)),
-        means=means.reshape((*shape, K, D)),
-        covariances=covs.reshape((*shape, K, D, D)),
-    )
 
 
 def make_posterior(X, draws, *, reference=None, stats=None):

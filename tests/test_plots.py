@@ -17,6 +17,7 @@ import pytest
 import scipy.stats as st
 from matplotlib.collections import LineCollection
 from matplotlib.patches import Ellipse
+from support import approx_draws
 
 import bayesgmm as bg
 from bayesgmm import plots
@@ -29,33 +30,12 @@ C, S = 2, 100
 PLOT_DIR = "/tmp/bayesgmm_plots"
 
 
-def approx_draws(center, n_eff, shape=(C, S), seed=0):
-    """Draws scattered around ``center`` as a posterior from ``n_eff`` points would be."""
-    rng = np.random.default_rng(seed)
-    p = center.to_numpy()
-    K, D = center.n_components, center.n_features
-    M = int(np.prod(shape))
-    n_k = n_eff * p["weights"]
-    w = rng.dirichlet(n_k, size=M)
-    means = np.empty((M, K, D))
-    covs = np.empty((M, K, D, D))
-    for k in range(K):
-        chol = np.linalg.cholesky(p["covariances"][k] / n_k[k])
-        means[:, k] = p["means"][k] + rng.standard_normal((M, D)) @ chol.T
-        iw = st.invwishart(df=n_k[k] + D + 1, scale=n_k[k] * p["covariances"][k])
-        covs[:, k] = np.asarray(iw.rvs(size=M, random_state=rng)).reshape(M, D, D)
-    covs = 0.5 * (covs + np.swapaxes(covs, -1, -2))
-    return bg.GMMParams(
-        weights=w.reshape((*shape, K)),
-        means=means.reshape((*shape, K, D)),
-        covariances=covs.reshape((*shape, K, D, D)),
-    )
-
-
 def fit(X, K, *, center=None, seed=0):
     X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
     em = bg.fit_em(X, K, n_init=3, seed=0)
-    draws = approx_draws(em.params if center is None else center(em.params), len(X), seed=seed)
+    draws = approx_draws(
+        em.params if center is None else center(em.params), len(X), shape=(C, S), seed=seed
+    )
     rng = np.random.default_rng(seed)
     post = Posterior(
         params=draws,

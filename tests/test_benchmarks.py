@@ -1,0 +1,38 @@
+"""The EM speed benchmark runs end to end at tiny sizes.
+
+Only that it runs and prints its table is tested here: the performance targets
+live in ``benchmarks/em_speed.py`` itself, never in the test suite.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "em_speed.py"
+
+
+@pytest.mark.slow
+def test_em_speed_quick_prints_the_table():
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("case"))
+    for column in ("fitter", "s/iter", "GFLOP/s", "% rate", "extra peak MiB"):
+        assert column in header
+    assert any(line.startswith("float64 GEMM") and "GFLOP/s" in line for line in lines)
+    rows = [line.split() for line in lines if line.startswith("N=3,000 D=3 K=2")]
+    assert [row[3] for row in rows] == ["bayesgmm", "sklearn"]
+    for row in rows:
+        float(row[4])  # seconds per iteration, a number
+    verdicts = [line for line in lines if line.startswith(("PASS", "FAIL"))]
+    assert len(verdicts) == 4  # speed, memory cold, memory cached, same log-likelihood
+    # Correctness, not speed: both fitters reach the same log-likelihood.
+    assert any(v.startswith("PASS") and "same log-likelihood" in v for v in verdicts)
