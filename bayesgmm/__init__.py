@@ -8,7 +8,9 @@ first use, so ``import bayesgmm`` and the EM path stay light.
 
 import importlib
 
-from bayesgmm import covariance, datasets, density
+# ``bayesgmm.relabel`` stays the module (``relabel.relabel``, ``relabel.permute``,
+# ``relabel.co_clustering``); posteriors relabel themselves with ``post.relabel()``.
+from bayesgmm import covariance, datasets, density, relabel
 from bayesgmm._validation import ConvergenceWarning, DataWarning
 from bayesgmm.compare import compare, compare_model, report
 from bayesgmm.covariance import COVARIANCE_TYPES
@@ -17,7 +19,6 @@ from bayesgmm.estimator import GaussianMixture
 from bayesgmm.params import GMMParams
 from bayesgmm.posterior import Posterior
 from bayesgmm.priors import Prior
-from bayesgmm.relabel import relabel
 from bayesgmm.serialization import load, save
 from bayesgmm.specs import ModelSpec, SpecError, load_spec, load_specs
 
