@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning as _SklearnConvergenceWarning
@@ -32,8 +33,9 @@ def check_data(
     n_features: int | None = None,
     name: str = "X",
     allow_1d: bool = True,
+    copy: bool = True,
 ) -> np.ndarray:
-    """Validate data and return it as a new C-contiguous array of ``dtype``.
+    """Validate data and return it as a C-contiguous array of ``dtype``.
 
     Parameters
     ----------
@@ -46,11 +48,15 @@ def check_data(
         Required number of columns (the fitted model's).
     name : str
         Name of the argument in messages.
+    copy : bool
+        Always copy (default). With False the caller's array itself is returned
+        when it already has ``dtype`` and C order: for callers that only read
+        it and keep no reference (EM on large data).
 
     Returns
     -------
     ndarray of shape (n_samples, n_features)
-        Always a copy: the caller's array is never modified or kept.
+        A copy unless ``copy=False``; the caller's array is never modified.
     """
     if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # pandas objects
         X = X.to_numpy()
@@ -97,7 +103,7 @@ def check_data(
             f"{name} has {arr.shape[1]} features, but the model has {n_features}; "
             "pass data with the same columns the model was fitted on."
         )
-    out = np.array(arr, dtype=dtype, order="C", copy=True)
+    out = np.array(arr, dtype=dtype, order="C", copy=True if copy else None)
     if not np.isfinite(out).all():
         bad = ~np.isfinite(out)
         rows = np.flatnonzero(bad.any(axis=1))
@@ -160,16 +166,16 @@ def check_sample_weight(sample_weight, n_samples: int, dtype: np.dtype) -> np.nd
     return w
 
 
-def check_fit_inputs(X, n_components, sample_weight, dtype: np.dtype):
+def check_fit_inputs(X, n_components, sample_weight, dtype: np.dtype, *, copy: bool = True):
     """The validation every fitter starts with (EM, MAP-EM, NUTS).
 
     Returns
     -------
-    data : ndarray of shape (N, D), a copy in ``dtype``
+    data : ndarray of shape (N, D) in ``dtype``, a copy unless ``copy=False``
     w : ndarray of shape (N,), the sample weights (ones by default)
     K : int
     """
-    data = check_data(X, dtype=dtype)
+    data = check_data(X, dtype=dtype, copy=copy)
     K = check_n_components(n_components, data.shape[0])
     w = check_sample_weight(sample_weight, data.shape[0], dtype)
     if int((w > 0).sum()) < K:
@@ -199,17 +205,60 @@ def check_positive_int(name: str, value) -> int:
     return int(value)
 
 
-def warn_data_problems(X: np.ndarray, sample_weight: np.ndarray, n_components: int) -> None:
+_STATS_CHUNK_ROWS = 1 << 15
+
+
+@dataclass(frozen=True)
+class ColumnStats:
+    """Weighted column moments and ranges of the rows with positive weight.
+
+    Computed in chunks of rows (:func:`column_stats`) so that large data never
+    get an ``N x D`` temporary.
+    """
+
+    n_used: int
+    mean: np.ndarray
+    var: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+
+    @property
+    def absmax(self) -> np.ndarray:
+        return np.maximum(np.abs(self.min), np.abs(self.max))
+
+
+def column_stats(X: np.ndarray, sample_weight: np.ndarray) -> ColumnStats:
+    """Weighted mean and variance, minimum and maximum of each column (rows with w > 0)."""
+    w = sample_weight / sample_weight.sum()
+    mean = w @ X
+    var = np.zeros_like(mean)
+    lo = np.full_like(mean, np.inf)
+    hi = np.full_like(mean, -np.inf)
+    for start in range(0, X.shape[0], _STATS_CHUNK_ROWS):
+        rows = slice(start, start + _STATS_CHUNK_ROWS)
+        block, wb = X[rows], w[rows]
+        var += wb @ np.square(block - mean)
+        used = block[wb > 0]
+        if used.shape[0]:
+            lo = np.minimum(lo, used.min(axis=0))
+            hi = np.maximum(hi, used.max(axis=0))
+    return ColumnStats(int((sample_weight > 0).sum()), mean, var, lo, hi)
+
+
+def warn_data_problems(
+    X: np.ndarray, sample_weight: np.ndarray, n_components: int, stats: ColumnStats | None = None
+) -> None:
     """Warn (``DataWarning``) about constant columns and too few distinct rows.
 
     Neither is an error: a constant column gets variance ``reg_covar`` (or the
     prior's), which dominates the likelihood; fewer distinct rows than
     components leaves some components to collapse onto single points.
     """
-    used = X[sample_weight > 0]
-    if used.shape[0] > 1:
-        spread = np.ptp(used, axis=0)
-        scale = np.maximum(np.abs(used).max(axis=0), 1.0)
+    if stats is None:
+        stats = column_stats(X, sample_weight)
+    if stats.n_used > 1:
+        spread = stats.max - stats.min
+        scale = np.maximum(stats.absmax, 1.0)
         constant = np.flatnonzero(spread <= 1e-12 * scale)
         if constant.size:
             warnings.warn(
@@ -219,10 +268,11 @@ def warn_data_problems(X: np.ndarray, sample_weight: np.ndarray, n_components: i
                 DataWarning,
                 stacklevel=4,
             )
-    head = used[: max(20 * n_components, 1000)]
+    used_rows = np.flatnonzero(sample_weight > 0)
+    head = X[used_rows[: max(20 * n_components, 1000)]]
     if np.unique(head, axis=0).shape[0] >= n_components:
         return
-    n_distinct = np.unique(used, axis=0).shape[0]
+    n_distinct = np.unique(X[used_rows], axis=0).shape[0]
     if n_distinct < n_components:
         warnings.warn(
             f"X has only {n_distinct} distinct row(s) with positive weight but "
@@ -233,7 +283,9 @@ def warn_data_problems(X: np.ndarray, sample_weight: np.ndarray, n_components: i
         )
 
 
-def warn_reg_covar_scale(X: np.ndarray, sample_weight: np.ndarray, reg_covar: float) -> None:
+def warn_reg_covar_scale(
+    X: np.ndarray, sample_weight: np.ndarray, reg_covar: float, stats: ColumnStats | None = None
+) -> None:
     """Warn when ``reg_covar`` is not small next to a column's variance.
 
     ``reg_covar`` is absolute (in squared data units): for data of tiny
@@ -242,10 +294,10 @@ def warn_reg_covar_scale(X: np.ndarray, sample_weight: np.ndarray, reg_covar: fl
     """
     if reg_covar <= 0:
         return
-    w = sample_weight / sample_weight.sum()
-    mean = w @ X
-    var = w @ (X - mean) ** 2
-    scale = np.maximum(np.abs(X).max(axis=0), 1e-300)
+    if stats is None:
+        stats = column_stats(X, sample_weight)
+    var = stats.var
+    scale = np.maximum(stats.absmax, 1e-300)
     varying = var > (1e-12 * scale) ** 2
     swamped = np.flatnonzero(varying & (reg_covar > 1e-2 * var))
     if swamped.size:

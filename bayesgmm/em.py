@@ -14,10 +14,12 @@ from bayesgmm import _em_core
 from bayesgmm import covariance as _cov
 from bayesgmm._precision import resolve_dtype, x64
 from bayesgmm._validation import (
+    ColumnStats,
     ConvergenceWarning,
     check_fit_inputs,
     check_positive,
     check_positive_int,
+    column_stats,
     warn_data_problems,
     warn_reg_covar_scale,
 )
@@ -178,16 +180,27 @@ class _Standardizer:
     scale: float
 
     @classmethod
-    def from_data(cls, X, w):
-        center = (w @ X) / w.sum()
-        var = (w @ (X - center) ** 2) / w.sum()
-        scale = float(np.sqrt(var.mean()))
+    def from_stats(cls, stats: ColumnStats):
+        scale = float(np.sqrt(stats.var.mean()))
         if not np.isfinite(scale) or scale <= 0:
             scale = 1.0
-        return cls(center, scale)
+        return cls(stats.mean, scale)
 
-    def data(self, X):
-        return (X - self.center) / self.scale
+    def blocks(self, X: np.ndarray, n_blocks: int, block_size: int) -> jax.Array:
+        """Standardised data, zero-padded to ``(n_blocks, block_size, D)``, on the device.
+
+        The host buffer is the only copy of the data made: it is filled in place
+        a chunk of rows at a time and, being 64-byte aligned, handed to the CPU
+        device without another copy (``jax.device_put`` aliases aligned memory).
+        """
+        N, D = X.shape
+        buf = _aligned_empty((n_blocks * block_size, D), X.dtype)
+        for start in range(0, N, _FILL_CHUNK_ROWS):
+            rows = slice(start, min(start + _FILL_CHUNK_ROWS, N))
+            np.subtract(X[rows], self.center, out=buf[rows])
+            np.divide(buf[rows], self.scale, out=buf[rows])
+        buf[N:] = 0.0
+        return jax.device_put(buf.reshape(n_blocks, block_size, D))
 
     def params_in(self, p: GMMParams) -> GMMParams:
         return GMMParams._unchecked(
@@ -205,6 +218,18 @@ class _Standardizer:
         return _map_prior(
             prior, (prior.mean - self.center) / self.scale, prior.scale / self.scale**2
         )
+
+
+_FILL_CHUNK_ROWS = 1 << 15
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype, align: int = 64) -> np.ndarray:
+    """An uninitialised C-ordered array whose data start on an ``align``-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    raw = np.empty(nbytes + align, dtype=np.uint8)
+    offset = -raw.ctypes.data % align
+    return raw[offset : offset + nbytes].view(dtype).reshape(shape)
 
 
 def _map_prior(prior: Prior, mean, scale) -> Prior:
@@ -302,7 +327,8 @@ def fit_em(
     True
     """
     dt = resolve_dtype(dtype, X)
-    data, w, K = check_fit_inputs(X, n_components, sample_weight, dt)
+    # No copy of X here: EM reads it once, into the standardised device buffer.
+    data, w, K = check_fit_inputs(X, n_components, sample_weight, dt, copy=False)
     N, D = data.shape
     structure = _cov.get(covariance_type).name
     n_init = check_positive_int("n_init", n_init)
@@ -327,17 +353,19 @@ def fit_em(
         n_init = 1
     if key is None:
         key = jax.random.key(0 if seed is None else seed)
-    warn_data_problems(data, w, K)
-    warn_reg_covar_scale(data, w, reg_covar)
+    stats = column_stats(data, w)
+    warn_data_problems(data, w, K, stats)
+    warn_reg_covar_scale(data, w, reg_covar, stats)
 
-    std = _Standardizer.from_data(data, w)
+    std = _Standardizer.from_stats(stats)
     n_blocks, B = _block_layout(N, K, D, block_size)
     pad = n_blocks * B - N
-    Xs = np.concatenate([std.data(data), np.zeros((pad, D), dt)]).reshape(n_blocks, B, D)
+    Xs = std.blocks(data, n_blocks, B)
+    del data  # the caller's array, or check_fit_inputs' conversion of it
     ws = np.concatenate([w, np.zeros(pad, dt)]).reshape(n_blocks, B)
     out = _em_core.fit_restarts_jit(
         jax.random.split(key, n_init),
-        jnp.asarray(Xs),
+        Xs,
         jnp.asarray(ws),
         None if params0 is None else std.params_in(params0),
         n_components=K,

@@ -6,6 +6,7 @@ The table (input -> what each entry point does) is the parametrisation below:
 ValueError message expected.
 """
 
+import re
 import warnings
 
 import numpy as np
@@ -103,16 +104,26 @@ def test_gaussian_mixture(name):
         assert _finite(gm.params_) and np.isfinite(gm.score(X))
 
 
-@pytest.mark.parametrize("name", ["nan", "strings", "K_greater_than_N", "3d_array", "empty"])
+@pytest.mark.parametrize("name", [n for n in INPUTS if n != "object_dtype_numbers"])
 def test_command_line(tmp_path, capsys, name):
+    """``bayesgmm em`` on a .npy file: exit 0 with a summary, or 2 with one line saying why."""
     from bayesgmm.cli import main
 
     X, K = INPUTS[name]
     path = tmp_path / "x.npy"
-    np.save(path, X, allow_pickle=False) if X.dtype != object else None
-    assert main(["em", str(path), "-k", str(K)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("bayesgmm em: error:") and "Traceback" not in err
+    np.save(path, X, allow_pickle=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bg.DataWarning)
+        code = main(["em", str(path), "-k", str(K)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    if FIT_EM[name][0] == "error":
+        assert code == 2
+        assert err.startswith("bayesgmm em: error:") and len(err.strip().splitlines()) == 1
+        assert re.search(FIT_EM[name][1], err)
+    else:
+        assert code == 0, err
+        assert "log-likelihood" in out.lower() and "nan" not in out.lower()
 
 
 def test_params_log_prob_rejects_hostile_x():
@@ -125,3 +136,85 @@ def test_params_log_prob_rejects_hostile_x():
     ]:
         with pytest.raises(ValueError, match=match):
             em.params.log_prob(X)
+
+
+# ------------------------------------------------------- sample_posterior ---
+# NUTS validates its input as fit_em does, then builds the default prior from the
+# data, which needs a non-singular data covariance: inputs fit_em only warns about
+# (a constant column, all rows equal, one row) are refused there with what to do.
+SAMPLE_POSTERIOR = {
+    **FIT_EM,
+    "single_row": ("error", "data covariance is singular"),
+    "all_rows_equal": ("error", "data covariance is singular"),
+    "one_constant_column": ("error", "data covariance is singular"),
+    "magnitude_1e-12": ("ok", None),  # no reg_covar on the Bayesian side
+}
+# Inputs that reach the sampler; the rest are refused before anything compiles.
+SAMPLED = [name for name, (kind, _) in SAMPLE_POSTERIOR.items() if kind == "ok"]
+# These differ from float64 input only in how they are read: after validation the
+# sampler sees the same float64 array, checked here without running NUTS again.
+READ_AS_FLOAT64 = ["object_dtype_numbers", "integers"]
+
+
+def _nuts(X, K, **kw):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "num_samples=", UserWarning)
+        return bg.sample_posterior(
+            X, K, num_chains=2, num_warmup=60, num_samples=60, progress_bar=False, **kw
+        )
+
+
+@pytest.mark.parametrize("name", [n for n in INPUTS if n not in SAMPLED])
+def test_sample_posterior_refuses(name):
+    X, K = INPUTS[name]
+    _run(lambda: _nuts(X, K), SAMPLE_POSTERIOR[name])
+
+
+@pytest.mark.parametrize("name", READ_AS_FLOAT64)
+def test_sample_posterior_reads_numbers_as_float64(name):
+    from bayesgmm import bayes
+
+    X, K = INPUTS[name]
+    data, w, k, _, prior = bayes._prepare(X, K, None, "full", None, None)
+    assert data.dtype == np.float64 and k == K and np.all(w == 1.0)
+    np.testing.assert_array_equal(data, np.asarray(X, dtype=np.float64))
+    reference = bayes._prepare(np.asarray(X, float), K, None, "full", None, None)[4]
+    np.testing.assert_array_equal(prior.scale, reference.scale)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in SAMPLED if n not in READ_AS_FLOAT64])
+def test_sample_posterior_samples(name):
+    """Finite draws in the data's own units and precision, for every magnitude."""
+    X, K = INPUTS[name]
+    post = _nuts(X, K)
+    assert _finite(post.params)
+    assert post.params.dtype == (np.float32 if name == "float32" else np.float64)
+    # the draws live on the data's scale: the posterior mean of the mixture mean
+    # is the data mean to within a few posterior standard deviations
+    Xf = np.asarray(X, float)
+    mixture_mean = np.einsum("cdk,cdkf->cdf", post.params.weights, post.params.means)
+    spread = Xf.std(axis=0) / np.sqrt(len(Xf))
+    assert np.all(np.abs(mixture_mean.mean(axis=(0, 1)) - Xf.mean(axis=0)) < 5 * spread)
+
+
+# ---------------------------------------------------------- compare_models ---
+SPEC = {"name": "full", "covariance_type": "full", "n_components": [1, 2], "em": {"n_init": 2}}
+# compare_models reads X as float64 (a table of scores has no precision to keep)
+# and refuses a K larger than the data before fitting anything.
+COMPARE = {
+    **FIT_EM,
+    "K_greater_than_N": ("error", "more components than the"),
+}
+
+
+@pytest.mark.parametrize("name", list(INPUTS))
+def test_compare_models(name):
+    X, K = INPUTS[name]
+    spec = bg.ModelSpec.from_dict({**SPEC, "n_components": sorted({1, K})})
+    result = _run(lambda: bg.compare_models(X, spec, nuts=False), COMPARE[name])
+    if result is not None:
+        table = result.table
+        assert len(table) == len({1, K})
+        assert np.isfinite(table["bic"]).all() and np.isfinite(table["log_likelihood"]).all()
+        assert all(_finite(em.params) for em in result.em.values())
