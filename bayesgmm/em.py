@@ -202,21 +202,32 @@ class _Standardizer:
         buf[N:] = 0.0
         return jax.device_put(buf.reshape(n_blocks, block_size, D))
 
+    # The maps below work in NumPy on purpose: each eager jax.numpy operation
+    # would compile and load a small XLA program of its own (~1.5 MiB each).
     def params_in(self, p: GMMParams) -> GMMParams:
+        means, cov = np.asarray(p.means), np.asarray(p.covariances)
         return GMMParams._unchecked(
-            p.weights, (p.means - self.center) / self.scale, p.covariances / self.scale**2
+            np.asarray(p.weights),
+            ((means - self.center) / self.scale).astype(means.dtype),
+            (cov / self.scale**2).astype(cov.dtype),
         )
 
     def params_out(self, p: GMMParams) -> GMMParams:
+        means, cov = np.asarray(p.means), np.asarray(p.covariances)
         return GMMParams._unchecked(
-            p.weights, p.means * self.scale + self.center, p.covariances * self.scale**2
+            jnp.asarray(np.asarray(p.weights)),
+            jnp.asarray((means * self.scale + self.center).astype(means.dtype)),
+            jnp.asarray((cov * self.scale**2).astype(cov.dtype)),
         )
 
     def prior_in(self, prior: Prior | None) -> Prior | None:
         if prior is None:
             return None
+        mean, scale = np.asarray(prior.mean), np.asarray(prior.scale)
         return _map_prior(
-            prior, (prior.mean - self.center) / self.scale, prior.scale / self.scale**2
+            prior,
+            ((mean - self.center) / self.scale).astype(mean.dtype),
+            (scale / self.scale**2).astype(scale.dtype),
         )
 
 
@@ -366,14 +377,14 @@ def fit_em(
     out = _em_core.fit_restarts_jit(
         jax.random.split(key, n_init),
         Xs,
-        jnp.asarray(ws),
+        jax.device_put(ws),
         None if params0 is None else std.params_in(params0),
         n_components=K,
         method="given" if params0 is not None else init,
         structure=structure,
         prior=std.prior_in(prior),
-        reg_covar=jnp.asarray(reg_covar / std.scale**2, dt),
-        tol=jnp.asarray(tol, dt),
+        reg_covar=np.asarray(reg_covar / std.scale**2, dt),
+        tol=np.asarray(tol, dt),
         max_iter=max_iter,
     )
     return _select_best(out, std, prior, structure, w, reg_covar, N, D)
@@ -407,7 +418,7 @@ def _select_best(out, std, prior, structure, w, reg_covar, N, D) -> EMResult:
             "prior (prior=Prior.default(X, K)), fewer components, or another init."
         )
     best = int(np.argmax(objectives))
-    pick = jax.tree.map(lambda leaf: leaf[best], out)
+    pick = jax.tree.map(lambda leaf: np.asarray(leaf)[best], out)
     n_iter = int(pick.n_iter)
     log_jac = float(w.sum()) * D * math.log(std.scale)
     history = np.asarray(pick.history[: n_iter + 1]) - log_jac
