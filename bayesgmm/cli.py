@@ -51,6 +51,31 @@ def _demo(args: argparse.Namespace) -> int:
     print(map_em.summary())
     shift = np.abs(np.asarray(map_em.params.means) - np.asarray(best.params.means)).max()
     print(f"\nLargest change of a mean between EM and MAP-EM: {shift:.4f}")
+    if args.no_nuts:
+        return 0
+
+    from bayesgmm.bayes import sample_posterior
+
+    print(
+        f"\nNUTS under the same prior: {args.chains} chains x {args.warmup} warmup + "
+        f"{args.samples} draws, started at the MAP-EM estimate ..."
+    )
+    t0 = time.perf_counter()
+    post = sample_posterior(
+        X,
+        K,
+        prior=prior,
+        covariance_type=ct,
+        num_chains=args.chains,
+        num_warmup=args.warmup,
+        num_samples=args.samples,
+        init=map_em,
+        seed=args.seed,
+        progress_bar=not args.quiet,
+    ).relabel(reference=map_em.params)
+    print(f"done in {time.perf_counter() - t0:.1f} s (compilation included)\n")
+    print(post, "\n")
+    print(bg.report(map_em, post))
     return 0
 
 
@@ -242,10 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="fit the built-in Old Faithful data and print a summary",
         description="Fit EM over K and covariance structures on Old Faithful, pick the "
-        "lowest BIC, then refit it by MAP-EM with the default prior.",
+        "lowest BIC, refit it by MAP-EM with the default prior, then sample its posterior "
+        "with NUTS from the MAP-EM estimate and report EM against the posterior.",
     )
     demo.add_argument("--max-components", type=int, default=4, help="largest K tried (4)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the initialisation (0)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of EM and NUTS (0)")
+    demo.add_argument("--chains", type=int, default=4, help="NUTS chains (4)")
+    demo.add_argument("--warmup", type=int, default=500, help="warmup per chain (500)")
+    demo.add_argument("--samples", type=int, default=500, help="draws per chain (500)")
+    demo.add_argument("--no-nuts", action="store_true", help="EM and MAP-EM only")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)
 
     from bayesgmm.covariance import COVARIANCE_TYPES

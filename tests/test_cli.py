@@ -139,3 +139,19 @@ def test_compare_galaxies_with_nuts_round_trips(tmp_path, capsys):
         )
     np.testing.assert_array_equal(saved.X, X)
     assert (out / "comparison.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_demo_runs_em_map_em_and_nuts(capsys):
+    """`make demo` end to end, small: BIC table, MAP-EM, NUTS and the report."""
+    code = main(
+        ["demo", "--max-components", "2", "--chains", "2", "--warmup", "100"]
+        + ["--samples", "100", "--quiet"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Lowest BIC: K=2" in out
+    assert "MAP-EM under" in out
+    assert "NUTS under the same prior: 2 chains" in out
+    assert "Posterior(" in out and "Sampler" in out
+    assert "nan" not in out.lower()
