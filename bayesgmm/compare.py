@@ -106,6 +106,16 @@ def _check_posterior(post, em: GMMParams | None = None) -> Posterior:
     return post
 
 
+def _prepare(em, post, hdi_prob, relabel: bool):
+    """Checked, label-matched ``(em_params, posterior, match info)`` for a comparison."""
+    em_p = _em_params(em)
+    post = _check_posterior(post, em_p)
+    hdi_prob = check_positive("hdi_prob", hdi_prob)
+    if not hdi_prob < 1:
+        raise ValueError(f"hdi_prob must lie in (0, 1); got {hdi_prob!r}.")
+    return _match(em_p, post, relabel)
+
+
 def _posterior_mean(params: GMMParams) -> GMMParams:
     """Mean of each parameter over all draws: a valid unbatched GMMParams."""
     nb = len(params.batch_shape)
@@ -241,12 +251,7 @@ def compare(em, post: Posterior, *, hdi_prob: float = 0.94, relabel: bool = True
     import pandas as pd
     import xarray as xr
 
-    em_p = _em_params(em)
-    post = _check_posterior(post, em_p)
-    hdi_prob = check_positive("hdi_prob", hdi_prob)
-    if not hdi_prob < 1:
-        raise ValueError(f"hdi_prob must lie in (0, 1); got {hdi_prob!r}.")
-    em_p, post, info = _match(em_p, post, relabel)
+    em_p, post, info = _prepare(em, post, hdi_prob, relabel)
 
     draws, _ = _entries(*jax.tree.leaves(post.params))  # (C, S, P)
     em_values, meta = _entries(*jax.tree.leaves(em_p))  # (P,)
@@ -330,12 +335,7 @@ def compare_model(em, post: Posterior, *, hdi_prob: float = 0.94, relabel: bool 
 
     from bayesgmm.relabel import log_likelihood_draws
 
-    em_p = _em_params(em)
-    post = _check_posterior(post, em_p)
-    hdi_prob = check_positive("hdi_prob", hdi_prob)
-    if not hdi_prob < 1:
-        raise ValueError(f"hdi_prob must lie in (0, 1); got {hdi_prob!r}.")
-    em_p, post, info = _match(em_p, post, relabel)
+    em_p, post, info = _prepare(em, post, hdi_prob, relabel)
     X = np.asarray(post.X)
     weight = np.asarray(post.sample_weight)
     ll_post = log_likelihood_draws(post.params, X, weight).ravel()
