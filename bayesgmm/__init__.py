@@ -38,6 +38,8 @@ _LAZY = {
     "plots": None,
     "bayes": None,
     "selection": None,
+    "sbc": None,
+    "prior_sampling": None,
 }
 
 
@@ -85,10 +87,12 @@ __all__ = [
     "n_parameters",
     "plots",
     "ppc_statistics",
+    "prior_sampling",
     "relabel",
     "report",
     "sample_posterior",
     "save",
+    "sbc",
     "selection",
     "to_inference_data",
 ]
