@@ -144,10 +144,8 @@ def test_compare_galaxies_with_nuts_round_trips(tmp_path, capsys):
 @pytest.mark.slow
 def test_demo_runs_em_map_em_and_nuts(capsys):
     """`make demo` end to end, small: BIC table, MAP-EM, NUTS and the report."""
-    code = main(
-        ["demo", "--max-components", "2", "--chains", "2", "--warmup", "100"]
-        + ["--samples", "100", "--quiet"]
-    )
+    args = "demo --max-components 2 --chains 2 --warmup 100 --samples 100 --quiet"
+    code = main(args.split())
     out = capsys.readouterr().out
     assert code == 0
     assert "Lowest BIC: K=2" in out
