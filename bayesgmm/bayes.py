@@ -329,7 +329,7 @@ def _check_chain_method(chain_method, num_chains: int) -> str:
             f"chain_method='parallel' needs {num_chains} devices but JAX sees "
             f"{jax.local_device_count()}; running the chains with 'vectorized' instead.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # helper <- sample_posterior <- @x64 wrapper <- the caller
         )
         return "vectorized"
     return chain_method
@@ -590,7 +590,7 @@ def sample_posterior(
             f"num_samples={num_samples} draws per chain are too few for reliable R-hat, ESS "
             f"and HDIs; use at least {_MIN_DRAWS_FOR_DIAGNOSTICS} (the default is 1000).",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,  # sample_posterior is wrapped by @x64
         )
 
     key_init, key_mcmc = jax.random.split(key)
@@ -691,7 +691,7 @@ def _warn_step_sizes(stats) -> None:
             "Compare the chains (R-hat after relabelling); start them from init='em', or "
             "use a longer num_warmup.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # helper <- sample_posterior <- @x64 wrapper <- the caller
         )
 
 
@@ -708,5 +708,5 @@ def _warn_divergences(stats, target_accept_prob) -> None:
             "fewer components (an empty component follows its prior), or a more "
             "informative prior.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # helper <- sample_posterior <- @x64 wrapper <- the caller
         )

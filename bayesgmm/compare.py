@@ -133,7 +133,8 @@ def _match(em: GMMParams, post: Posterior, relabel: bool):
     K = em.n_components
     info = {
         "matching": "none",
-        "em_permutation": np.arange(K),
+        # tuples, not arrays: pandas compares attrs with == when it copies a table
+        "em_permutation": tuple(range(K)),
         "fraction_permuted": post.fraction_permuted,
         "relabel_method": post.relabel_method,
     }
@@ -149,7 +150,8 @@ def _match(em: GMMParams, post: Posterior, relabel: bool):
         return em, post, info
     res = _relabel(em, reference=_posterior_mean(post.params))
     info.update(
-        matching="EM aligned to the posterior", em_permutation=np.asarray(res.permutations)
+        matching="EM aligned to the posterior",
+        em_permutation=tuple(int(k) for k in np.asarray(res.permutations)),
     )
     return res.params, post, info
 

@@ -309,10 +309,12 @@ def test_membership(faithful_post):
 
 def test_one_dimensional_data_and_few_draws_warning():
     X = bg.datasets.make_two_gaussians_1d(150, seed=0)
-    with pytest.warns(UserWarning, match="too few for reliable"):
+    with pytest.warns(UserWarning, match="too few for reliable") as caught:
         post = bayes.sample_posterior(
             X, 2, init="em", num_chains=2, num_warmup=150, num_samples=60, progress_bar=False
         )
+    # the warning points at the caller's line, not at bayesgmm's wrappers
+    assert {w.filename for w in caught if "too few" in str(w.message)} == {__file__}
     assert post.params.means.shape == (2, 60, 2, 1)
     assert post.reference_kind == "MAP-EM"
     truth = bg.datasets.true_params_two_gaussians_1d()
@@ -381,6 +383,23 @@ def test_warnings_for_divergences_and_step_sizes():
         bayes._warn_step_sizes({"step_size": np.full((4, 10), 0.5)})
     with pytest.warns(UserWarning, match="step sizes that differ"):
         bayes._warn_step_sizes({"step_size": np.array([[0.5], [0.5], [0.01], [0.5]])})
+
+
+def test_sampler_warnings_point_at_the_caller(monkeypatch):
+    """Warnings raised after sampling name the line that called sample_posterior."""
+
+    # every transition "diverged": the statistics NumPyro returned, replaced
+    monkeypatch.setattr(bayes, "_sample_stats", lambda mcmc: {"diverging": np.ones((1, 5), bool)})
+    with pytest.warns(UserWarning) as caught:
+        bayes.sample_posterior(
+            np.linspace(0, 1, 30),
+            1,
+            num_chains=1,
+            num_warmup=5,
+            num_samples=5,
+            progress_bar=False,
+        )
+    assert __file__ in {w.filename for w in caught if "diverged" in str(w.message)}
 
 
 # -------------------------------------------------------------- bad input ---

@@ -180,6 +180,8 @@ def test_already_relabelled_posterior_keeps_its_labels(agree):
     table = compare(em, other)
     assert table.attrs["matching"] == "EM aligned to the posterior"
     np.testing.assert_array_equal(table.attrs["em_permutation"], perm)
+    # the table stays an ordinary DataFrame: pandas compares attrs when copying
+    assert table.astype({"ess_bulk": float}).round({"em": 2}).shape == table.shape
     means = table[table.parameter == "mean"].em.to_numpy().reshape(4, 2)
     np.testing.assert_allclose(means, np.asarray(em.params.means)[perm])
     assert table.inside.all()
