@@ -224,6 +224,9 @@ def plot_ellipses(
     features (radius ``sqrt(chi2_2^{-1}(level))`` in Mahalanobis units, about
     2.45 for 95%). Components are matched as in :func:`bayesgmm.compare.compare`
     and coloured alike, so a draw's ellipse shares its EM component's colour.
+    The axes' limits frame the data and the EM ellipses (draws outside them,
+    e.g. of a nearly empty component, are cut off); change them with
+    ``ax.set_xlim``/``ax.set_ylim``.
 
     Parameters
     ----------
@@ -295,7 +298,14 @@ def plot_ellipses(
         linewidths=1,
         zorder=4,
     )
-    ax.autoscale_view()
+    # The window holds the data and the EM ellipses; a posterior draw of a nearly
+    # empty component can wander far away and would otherwise shrink the data.
+    half = radius * np.sqrt(np.diagonal(em_m["covariances"], axis1=-2, axis2=-1))
+    lo = np.minimum(data.min(axis=0), (em_m["means"] - half).min(axis=0))
+    hi = np.maximum(data.max(axis=0), (em_m["means"] + half).max(axis=0))
+    pad = 0.05 * np.where(hi > lo, hi - lo, 1.0)
+    ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+    ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
     handles = [
         Line2D([], [], color="k", lw=2.2, label=f"EM ({level:.0%} ellipse, X = mean)"),
         Line2D(

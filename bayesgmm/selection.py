@@ -291,6 +291,7 @@ def plot_model_comparison(table: pd.DataFrame, *, axes=None):
     array of Axes
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     has_loo = "elpd_loo" in table and table["elpd_loo"].notna().any()
     if axes is None:
@@ -320,4 +321,6 @@ def plot_model_comparison(table: pd.DataFrame, *, axes=None):
             title="NUTS: ELPD ± SE by K and structure",
         )
         axes[1].legend()
+    for ax in axes[: 2 if has_loo else 1]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # K is a whole number
     return axes

@@ -168,6 +168,20 @@ def test_ellipses(two_d, tmp_path):
     save(ax, "ellipses", tmp_path)
 
 
+def test_ellipses_window_ignores_a_stray_draw(two_d):
+    """A draw of a component far from the data does not shrink the data to a corner."""
+    X, em, post = two_d
+    means = np.array(post.params.means)
+    means[0, 0, 0] += 1e3  # one draw of one component, far away
+    stray = post.replace(params=bg.GMMParams(post.params.weights, means, post.params.covariances))
+    ax = plots.plot_ellipses(X, em, stray, n_draws=post.num_draws * post.num_chains)
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    data = np.asarray(X)
+    assert x0 <= data[:, 0].min() and data[:, 0].max() <= x1
+    assert y0 <= data[:, 1].min() and data[:, 1].max() <= y1
+    assert x1 - x0 < 2 * np.ptp(data[:, 0]) and y1 - y0 < 2 * np.ptp(data[:, 1])
+
+
 def test_ellipses_choose_features(three_d, tmp_path):
     X, em, post = three_d
     ax = plots.plot_ellipses(X, em, post, features=(0, 2), n_draws=20)
