@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 # name -> module that defines it; imported on first access (NumPyro, ArviZ, matplotlib).
 _LAZY = {
     "sample_posterior": "bayesgmm.bayes",
-    "gmm_model": "bayesgmm.bayes",
+    "gmm_model": "bayesgmm.model",
     "find_map": "bayesgmm.mode",
     "log_joint": "bayesgmm.mode",
     "membership": "bayesgmm.membership",

@@ -20,30 +20,26 @@ from __future__ import annotations
 import functools
 import numbers
 import warnings
-from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
-import numpyro.distributions as dist
-from jax.scipy.special import logsumexp
 from numpyro import handlers
-from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer import MCMC, NUTS
 from numpyro.infer.util import constrain_fn, potential_energy
 
-from bayesgmm import _em_core, _linalg, density
+from bayesgmm import _em_core, _linalg
 from bayesgmm import covariance as _cov
 from bayesgmm._precision import resolve_dtype, x64
 from bayesgmm._validation import check_fit_inputs, check_positive_int, warn_data_problems
 from bayesgmm.em import EMResult, fit_em
+from bayesgmm.model import MixtureRows, gmm_model
 from bayesgmm.params import GMMParams
 from bayesgmm.posterior import Posterior
 from bayesgmm.priors import Prior
 
-__all__ = ["CHAIN_METHODS", "gmm_model", "sample_posterior"]
+__all__ = ["CHAIN_METHODS", "MixtureRows", "gmm_model", "sample_posterior"]
 
 #: Chain methods accepted by :func:`sample_posterior`; the first is the default.
 CHAIN_METHODS = ("vectorized", "sequential", "parallel")
@@ -60,133 +56,6 @@ _SAMPLE_STATS = {
     "adapt_state.step_size": "step_size",
     "potential_energy": "potential_energy",
 }
-
-
-# ------------------------------------------------------------------- model ---
-class MixtureRows(dist.Distribution):
-    """Rows of a Gaussian mixture with the assignments summed out.
-
-    ``log_prob(x)`` is the mixture log density of each row,
-    ``logsumexp_k (log w_k + log N(x | mu_k, Sigma_k))``, computed with the
-    precision-Cholesky GEMM of :func:`bayesgmm.density.component_log_prob`.
-    Used inside ``plate("obs_id", N)`` it gives the pointwise log-likelihood that
-    LOO and WAIC need.
-
-    Parameters
-    ----------
-    log_weights : array of shape (K,)
-    means : array of shape (K, D)
-    chol : array of shape (K, D, D)
-        Lower Cholesky factors of the covariances.
-    """
-
-    arg_constraints: ClassVar[dict] = {}
-    support = constraints.real_vector
-    pytree_data_fields = ("log_weights", "means", "chol")
-
-    def __init__(self, log_weights, means, chol, *, validate_args=None):
-        self.log_weights = log_weights
-        self.means = means
-        self.chol = chol
-        super().__init__(
-            batch_shape=(), event_shape=jnp.shape(means)[-1:], validate_args=validate_args
-        )
-
-    def log_prob(self, value):
-        return _mixture_log_prob(self.log_weights, self.means, self.chol, value)
-
-    def sample(self, key, sample_shape=()):
-        key_z, key_x = jax.random.split(key)
-        labels = jax.random.categorical(key_z, self.log_weights, shape=sample_shape)
-        eps = jax.random.normal(key_x, (*sample_shape, self.means.shape[-1]), self.means.dtype)
-        return self.means[labels] + jnp.einsum("...de,...e->...d", self.chol[labels], eps)
-
-
-@jax.jit
-def _mixture_log_prob(log_weights, means, chol, value):
-    """Per-row mixture log density, shape ``value.shape[:-1]``.
-
-    Compiled as one program, so that NumPyro's eager (op-by-op) initialisation
-    of the chains compiles it once rather than primitive by primitive.
-    """
-    D = means.shape[-1]
-    flat = jnp.reshape(value, (-1, D))
-    prec = _linalg.precision_cholesky(chol)
-    logdet = _linalg.logdet_from_cholesky(chol)
-    joint = density.component_log_prob(flat, means, prec, logdet) + log_weights
-    return logsumexp(joint, axis=-1).reshape(jnp.shape(value)[:-1])
-
-
-def gmm_model(X, n_components, prior, covariance_type="full", sample_weight=None):
-    """NumPyro model of a Gaussian mixture under the prior MAP-EM uses.
-
-    ``weights ~ Dirichlet(alpha)`` (site ``"weights"``); the component means and
-    covariances are sampled by the covariance structure's registry entry
-    (:attr:`bayesgmm.covariance.CovarianceStructure.numpyro_sample`) in the
-    coordinates of :meth:`bayesgmm.Prior.log_prob`: for ``full``, ``Sigma_k ~
-    InvWishart(dof, scale)`` (site ``"covariances"``) and ``mu_k | Sigma_k ~
-    N(mean, Sigma_k / mean_precision)`` (site ``"means"``); ``tied`` has one
-    shared site ``"covariance"``; ``diag`` and ``spherical`` have Inverse-Gamma
-    ``"variances"``. Whatever the structure, the full (K, D, D) covariances are
-    recorded as ``"covariances"``. The assignments are summed out
-    (``logsumexp``), so NUTS sees no discrete site; the site ``"obs"`` in
-    ``plate("obs_id", N)`` carries the pointwise mixture log density, each
-    row's term scaled by its ``sample_weight``. (NumPyro records plates in the
-    trace beside sites, so the plate cannot share the name ``"obs"``;
-    ``"obs_id"`` is also the ArviZ dimension of the observations.)
-
-    The log joint density of the sites is, term for term, the MAP-EM objective
-    (``EMResult.log_posterior``): see :func:`log_joint`.
-
-    The model computes in the dtype of ``X`` (the prior is cast to it). JAX
-    gives float32 arrays unless 64-bit types are on: run it under
-    ``jax.enable_x64(True)`` for float64, as :func:`sample_posterior` does.
-
-    Parameters
-    ----------
-    X : array of shape (N, D)
-        Validated data (:func:`sample_posterior` and :func:`find_map` validate
-        their input as :func:`bayesgmm.fit_em` does; this function does not).
-    n_components : int
-    prior : Prior
-        Built for ``n_components`` components in ``D`` features.
-    covariance_type : {"full", "tied", "diag", "spherical"}
-    sample_weight : array of shape (N,), optional
-        Non-negative replication weights; a zero weight drops the row.
-
-    Examples
-    --------
-    >>> import jax, bayesgmm as bg
-    >>> from numpyro import handlers
-    >>> from bayesgmm.bayes import gmm_model
-    >>> X = bg.datasets.load_faithful()
-    >>> prior = bg.Prior.default(X, 2)
-    >>> with jax.enable_x64(True):  # as sample_posterior does: float64
-    ...     tr = handlers.trace(handlers.seed(gmm_model, 0)).get_trace(X, 2, prior)
-    >>> [name for name in tr if tr[name]["type"] == "sample"]
-    ['weights', 'covariances', 'means', 'obs']
-    """
-    structure = _cov.get(covariance_type)
-    X = jnp.asarray(X)
-    N, D = X.shape
-    if prior.weight_concentration.shape[-1] != n_components or prior.mean.shape[-1] != D:
-        raise ValueError(
-            f"the prior was built for K={prior.weight_concentration.shape[-1]}, "
-            f"D={prior.mean.shape[-1]} but the model has K={n_components}, D={D}."
-        )
-    prior = jax.tree.map(lambda leaf: jnp.asarray(leaf, X.dtype), prior)  # one dtype throughout
-    weights = numpyro.sample("weights", dist.Dirichlet(prior.weight_concentration))
-    means, covariances = structure.numpyro_sample(prior, n_components)
-    rows = MixtureRows(jnp.log(weights), means, _linalg.cholesky(covariances))
-    with numpyro.plate("obs_id", N):
-        if sample_weight is None:
-            numpyro.sample("obs", rows, obs=X)
-        else:
-            w = jnp.asarray(sample_weight, X.dtype)
-            used = w > 0
-            # scale() must be positive: zero-weight rows are masked out instead.
-            with handlers.mask(mask=used), handlers.scale(scale=jnp.where(used, w, 1.0)):
-                numpyro.sample("obs", rows, obs=X)
 
 
 # ------------------------------------------------------ sites <-> GMMParams ---
