@@ -8,9 +8,11 @@ first use, so ``import bayesgmm`` and the EM path stay light.
 
 import importlib
 
-# ``bayesgmm.relabel`` stays the module (``relabel.relabel``, ``relabel.permute``,
-# ``relabel.co_clustering``); posteriors relabel themselves with ``post.relabel()``.
-from bayesgmm import covariance, datasets, density, relabel
+# ``bayesgmm.relabel`` and ``bayesgmm.membership`` stay modules (``relabel.relabel``,
+# ``relabel.permute``, ``membership.membership``): a function of the same name would
+# be shadowed by the submodule once anything imports it. Posteriors relabel and
+# summarise themselves with ``post.relabel()`` and ``post.membership()``.
+from bayesgmm import covariance, datasets, density, membership, relabel
 from bayesgmm._validation import ConvergenceWarning, DataWarning
 from bayesgmm.compare import compare, compare_model, report
 from bayesgmm.covariance import COVARIANCE_TYPES
@@ -30,7 +32,6 @@ _LAZY = {
     "gmm_model": "bayesgmm.model",
     "find_map": "bayesgmm.mode",
     "log_joint": "bayesgmm.mode",
-    "membership": "bayesgmm.membership",
     "to_inference_data": "bayesgmm.arviz_io",
     "from_inference_data": "bayesgmm.arviz_io",
     "compare_models": "bayesgmm.selection",

@@ -564,9 +564,8 @@ def plot_trace(
         row[1].set_xlabel("draw")
     if own_figure:
         fig = np.ravel(axes)[0].figure
-        fig.suptitle(
-            "Trace of the relabelled posterior" + (" (lines: EM)" if em_p is not None else "")
-        )
+        what = "relabelled posterior" if post.relabel_method else "posterior (not relabelled)"
+        fig.suptitle(f"Trace of the {what}" + (" (lines: EM)" if em_p is not None else ""))
         fig.set_layout_engine("constrained")
     return axes
 

@@ -101,6 +101,15 @@ class Posterior:
             fraction_permuted=result.fraction_permuted,
         )
 
+    def membership(self, X=None, *, hdi_prob: float = 0.94):
+        """Posterior membership probabilities: ``(mean, hdi_low, hdi_high)``, each (N, K).
+
+        See :func:`bayesgmm.membership.membership`; relabel first if labels switch.
+        """
+        from bayesgmm.membership import membership
+
+        return membership(self, X, hdi_prob=hdi_prob)
+
     def to_arviz(self, *, posterior_predictive: bool = False, seed: int = 0):
         """ArviZ ``InferenceData`` (see :func:`bayesgmm.arviz_io.to_inference_data`)."""
         from bayesgmm.arviz_io import to_inference_data

@@ -305,6 +305,17 @@ def test_membership(faithful_post):
     m2, lo2, hi2 = membership.membership(post, post.X[:5], hdi_prob=0.5)
     np.testing.assert_allclose(m2, mean[:5])
     assert np.all(hi2 - lo2 <= high[:5] - low[:5] + 1e-12)
+    # the same through the posterior's method
+    for a, b in zip(post.membership(post.X[:5], hdi_prob=0.5), (m2, lo2, hi2), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_public_modules_are_modules():
+    """``bg.relabel`` and ``bg.membership`` are the modules, whatever was imported first."""
+    import types
+
+    assert isinstance(bg.relabel, types.ModuleType) and callable(bg.relabel.relabel)
+    assert isinstance(bg.membership, types.ModuleType) and callable(bg.membership.membership)
 
 
 def test_one_dimensional_data_and_few_draws_warning():

@@ -277,7 +277,10 @@ def test_trace(two_d, tmp_path):
     )
     for w in np.asarray(em.params.weights):
         assert np.isclose(xs, w).any()
+    assert axes[0, 0].figure.get_suptitle().startswith("Trace of the relabelled posterior")
     save(axes, "trace", tmp_path)
+    raw = plots.plot_trace(post, relabel=False, var_names=("weights",))
+    assert raw[0, 0].figure.get_suptitle() == "Trace of the posterior (not relabelled)"
 
 
 # ---------------------------------------------------------------------- ppc ---
