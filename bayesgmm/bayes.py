@@ -421,6 +421,14 @@ def sample_posterior(
     to unconstrained coordinates (``init_params``), which NumPyro's
     ``init_to_value`` cannot express (one value for all chains).
 
+    Every call compiles its own sampler (the data are part of the program),
+    and JAX keeps compiled programs cached for the life of the process. On
+    Linux each NUTS program holds about 1,300 memory maps and a process may
+    hold ``vm.max_map_count`` of them (65,530 by default): after roughly 45
+    calls in one process the next XLA compilation crashes. In long loops of
+    calls, run ``jax.clear_caches()`` now and then (the test suite does so
+    after every module).
+
     Examples
     --------
     >>> import bayesgmm as bg
