@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax.scipy.special import logsumexp
@@ -66,18 +67,89 @@ class MixtureRows(dist.Distribution):
         return self.means[labels] + jnp.einsum("...de,...e->...d", self.chol[labels], eps)
 
 
+# The quadratic-feature form needs a feature matrix of N x D (D + 3) / 2 values;
+# it is used while that is no larger than the direct form's N x D x K whitened
+# residuals, or small in absolute terms.
+_EXPANDED_MAX_BYTES = 64 * 2**20
+
+
+def _use_expanded(n_rows: int, D: int, K: int, dtype) -> bool:
+    """Whether :func:`_expanded_joint` computes the mixture density (static shapes only).
+
+    Only in float64: the expanded quadratic form loses about ``eps * x' Lambda x``
+    to cancellation, harmless at float64's 1e-16 but not at float32's 1e-7.
+    """
+    if jnp.dtype(dtype) != jnp.float64:
+        return False
+    n_features = D * (D + 3) // 2
+    return n_features <= D * K or n_rows * n_features * 8 <= _EXPANDED_MAX_BYTES
+
+
+def _direct_joint(log_weights, means, chol, flat):
+    """``log w_k + log N(x_n | mu_k, Sigma_k)`` by whitening every residual, (N, K)."""
+    prec = _linalg.precision_cholesky(chol)
+    logdet = _linalg.logdet_from_cholesky(chol)
+    return density.component_log_prob(flat, means, prec, logdet) + log_weights
+
+
+def _expanded_joint(log_weights, means, chol, flat):
+    """The same (N, K) matrix as :func:`_direct_joint`, as one GEMM on quadratic features.
+
+    ``(x - mu)' Lambda (x - mu) = x' Lambda x - 2 x' Lambda mu + mu' Lambda mu``
+    is linear in the features ``[x_i x_j (i <= j), x_i]`` of each row, so the
+    whole (N, K) matrix is ``F @ W`` with ``F`` of shape (N, D (D + 3) / 2)
+    fixed by the data and ``W`` a small function of the parameters; its
+    gradient is ``F.T @ (responsibility-weighted seeds)``, one more GEMM. On
+    ``N = 10,000, D = 5, K = 4`` this value and gradient take about a third of
+    the time of the direct form, which materialises N x D x K residuals.
+
+    The rows are first centred and scaled by their own column means and
+    standard deviations, and the parameters mapped with them (the Mahalanobis
+    distance is unchanged by a shared affine map, the log-determinant is
+    taken from ``Sigma`` itself), so the cancellation in the expansion works
+    on numbers of order one whatever the data's location and units. What is
+    left is a rounding error in each row's log density of about
+    ``5e-16 * (r / s)**2``, for data of spread ``r`` and a component whose
+    narrowest standard deviation is ``s`` (measured against an 80-bit
+    reference: 1e-10 at ``r / s = 500``, 2e-8 at 5,000, 1.5e-6 at 50,000,
+    where the direct form errs by 3e-13 to 2e-11). That is the sampler's
+    target only: the pointwise log-likelihood reported in ArviZ's
+    ``log_likelihood`` group and every density of :class:`GMMParams` use the
+    direct form.
+    """
+    D = flat.shape[-1]
+    shift = jnp.mean(flat, axis=0)
+    spread = jnp.std(flat, axis=0)
+    spread = jnp.where(spread > 0, spread, jnp.ones_like(spread))
+    z = (flat - shift) / spread
+    m = (means - shift) / spread
+    prec = _linalg.precision_cholesky(chol) * spread[:, None]  # whitening of z: diag(s) L^-T
+    lam = prec @ jnp.swapaxes(prec, -1, -2)  # (K, D, D) precision matrices of z
+    lin = jnp.einsum("kde,ke->kd", lam, m)  # Lambda_k m_k
+    rows, cols = np.triu_indices(D)
+    quad_coef = np.where(rows == cols, -0.5, -1.0).astype(flat.dtype)
+    weights = jnp.concatenate([lam[:, rows, cols] * quad_coef, lin], axis=1)  # (K, P)
+    features = jnp.concatenate([z[:, rows] * z[:, cols], z], axis=1)  # (N, P)
+    logdet = _linalg.logdet_from_cholesky(chol)
+    const = log_weights - 0.5 * (D * _linalg.LOG_2PI + logdet + jnp.sum(lin * m, axis=-1))
+    return features @ weights.T + const
+
+
 @jax.jit
 def _mixture_log_prob(log_weights, means, chol, value):
     """Per-row mixture log density, shape ``value.shape[:-1]``.
 
     Compiled as one program, so that NumPyro's eager (op-by-op) initialisation
-    of the chains compiles it once rather than primitive by primitive.
+    of the chains compiles it once rather than primitive by primitive. In
+    float64 it uses the quadratic-feature GEMM (:func:`_expanded_joint`), in
+    float32 or when the feature matrix would be large the direct whitening.
     """
-    D = means.shape[-1]
+    K, D = means.shape[-2:]
     flat = jnp.reshape(value, (-1, D))
-    prec = _linalg.precision_cholesky(chol)
-    logdet = _linalg.logdet_from_cholesky(chol)
-    joint = density.component_log_prob(flat, means, prec, logdet) + log_weights
+    if _use_expanded(flat.shape[0], D, K, flat.dtype):
+        joint = _expanded_joint(log_weights, means, chol, flat)
+    else:
+        joint = _direct_joint(log_weights, means, chol, flat)
     return logsumexp(joint, axis=-1).reshape(jnp.shape(value)[:-1])
 
 

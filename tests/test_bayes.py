@@ -150,6 +150,66 @@ def test_model_sites_plates_and_pointwise_likelihood(blobs, covariance_type):
     np.testing.assert_allclose(pointwise, em.params.log_prob(blobs), rtol=1e-12)
 
 
+@pytest.mark.parametrize(
+    ("offset", "unit", "spread"),
+    [(0.0, 1.0, 1.0), (1e6, 1.0, 1.0), (1e3, 1.0, 1e-2), (-3.0, 1e-3, 0.1), (5.0, 1e4, 1e-2)],
+    ids=["plain", "far_from_origin", "tight_clusters", "tiny_units", "large_units"],
+)
+def test_expanded_mixture_density_matches_direct_whitening(offset, unit, spread):
+    """The quadratic-feature GEMM gives the direct form's values and gradients.
+
+    Data far from the origin, in tiny or huge units and with clusters much
+    tighter than the data's spread are where an expanded quadratic form
+    cancels; the rows are standardised first, so it must still agree.
+    """
+    from bayesgmm import model as bayes_model
+
+    rng = np.random.default_rng(3)
+    K, D, N = 4, 5, 400
+    with jax.enable_x64(True):
+        centres = rng.normal(scale=5.0, size=(K, D))
+        A = rng.normal(size=(K, D, D)) * spread
+        covs = A @ np.swapaxes(A, -1, -2) + spread**2 * np.eye(D)
+        labels = rng.integers(K, size=N)
+        eps = np.einsum("nde,ne->nd", np.linalg.cholesky(covs)[labels], rng.normal(size=(N, D)))
+        X = jax.numpy.asarray((centres[labels] + eps) * unit + offset)
+        args = (
+            jax.numpy.log(jax.numpy.asarray(rng.dirichlet(np.ones(K)))),
+            jax.numpy.asarray(centres * unit + offset),
+            jax.numpy.asarray(np.linalg.cholesky(covs) * unit),
+        )
+
+        def total(fn):
+            return jax.jit(
+                jax.value_and_grad(
+                    lambda *a: jax.scipy.special.logsumexp(fn(*a, X), axis=-1).sum(),
+                    argnums=(0, 1, 2),
+                )
+            )(*args)
+
+        direct, g_direct = total(bayes_model._direct_joint)
+        expanded, g_expanded = total(bayes_model._expanded_joint)
+        pointwise = bayes_model._mixture_log_prob(*args, X)
+        reference = jax.scipy.special.logsumexp(bayes_model._direct_joint(*args, X), axis=-1)
+    np.testing.assert_allclose(expanded, direct, rtol=1e-10)
+    for a, b in zip(g_expanded, g_direct, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9 * np.abs(b).max())
+    # rounding of the expansion ~ 5e-16 (data spread / narrowest cluster sd)^2: here up
+    # to ~1e-10 per row (tight_clusters); the direct form's own error is ~1e-13
+    np.testing.assert_allclose(pointwise, reference, rtol=0, atol=1e-8)
+    assert bayes_model._use_expanded(N, D, K, np.float64)  # the path the last check ran
+
+
+def test_mixture_density_path_by_dtype_and_size():
+    """float32 and large feature matrices keep the direct whitening."""
+    from bayesgmm import model as bayes_model
+
+    assert not bayes_model._use_expanded(100, 5, 4, np.float32)
+    assert bayes_model._use_expanded(10_000, 5, 4, np.float64)  # 20 features <= D K = 20
+    assert bayes_model._use_expanded(1_000, 50, 2, np.float64)  # 1,325 features, 10 MiB
+    assert not bayes_model._use_expanded(1_000_000, 50, 16, np.float64)  # 1,325 > 800, 10 GiB
+
+
 @pytest.mark.parametrize("covariance_type", TYPES)
 def test_log_density_is_em_log_posterior(blobs, covariance_type):
     """NumPyro's log joint at the MAP-EM estimate is EMResult.log_posterior."""

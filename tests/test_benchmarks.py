@@ -36,3 +36,16 @@ def test_em_speed_quick_prints_the_table():
     assert len(verdicts) == 4  # speed, memory cold, memory cached, same log-likelihood
     # Correctness, not speed: both fitters reach the same log-likelihood.
     assert any(v.startswith("PASS") and "same log-likelihood" in v for v in verdicts)
+
+
+def test_nuts_benchmark_counts_nested_compile_spans_once():
+    """The NUTS benchmark's compile time is the union of JAX's compile spans."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import nuts_speed
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    spans = [(1.0, 5.0), (2.0, 3.0), (4.0, 6.0), (8.0, 9.0), (-3.0, 0.5)]
+    # clipped to the run [0, 8.5]: (0, 0.5) + (1, 6) as one + (8, 8.5)
+    assert nuts_speed.covered_seconds(spans, 0.0, 8.5) == pytest.approx(0.5 + 5.0 + 0.5)
+    assert nuts_speed.covered_seconds([], 0.0, 1.0) == 0.0
