@@ -29,7 +29,7 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.infer import MCMC, NUTS
 from numpyro.infer.util import constrain_fn, potential_energy
 
-from bayesgmm import _em_core, _linalg
+from bayesgmm import _em_core, _linalg, _memory_maps
 from bayesgmm import covariance as _cov
 from bayesgmm._precision import resolve_dtype, x64
 from bayesgmm._validation import check_fit_inputs, check_positive_int, warn_data_problems
@@ -423,11 +423,13 @@ def sample_posterior(
 
     Every call compiles its own sampler (the data are part of the program),
     and JAX keeps compiled programs cached for the life of the process. On
-    Linux each NUTS program holds about 1,300 memory maps and a process may
-    hold ``vm.max_map_count`` of them (65,530 by default): after roughly 45
-    calls in one process the next XLA compilation crashes. In long loops of
-    calls, run ``jax.clear_caches()`` now and then (the test suite does so
-    after every module).
+    Linux each NUTS run adds about 1,400 memory maps that only
+    ``jax.clear_caches()`` releases, and a process may hold
+    ``vm.max_map_count`` of them (65,530 by default) before XLA compilation
+    crashes. So that a long loop of calls cannot get there, this function
+    clears JAX's caches, with a ``UserWarning``, when the process holds more
+    than 70% of its limit (about every 30 calls at the default); results are
+    unchanged, functions compiled earlier compile again.
 
     Examples
     --------
@@ -490,6 +492,7 @@ def sample_posterior(
         name: np.asarray(value[0] if num_chains == 1 else value, data.dtype)
         for name, value in unconstrained.items()
     }
+    _memory_maps.release_if_near_limit(stacklevel=3)  # sample_posterior is wrapped by @x64
     mcmc = _run_nuts(
         model,
         unconstrained,
