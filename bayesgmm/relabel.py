@@ -519,6 +519,12 @@ def invariant_diagnostics(params: GMMParams, X, *, sample_weight=None, grid=None
     normalised split R-hat) and bulk/tail ESS judge mixing of the chains
     whatever label switching happened.
 
+    R-hat compares chains, so ArviZ leaves it undefined (NaN) for a single
+    chain. Here a single chain of at least 8 draws is cut into its first and
+    second halves, and R-hat compares those, as split R-hat does within every
+    chain: a chain that drifts, or jumps between modes once, still shows up.
+    ESS is always computed on the draws as they are.
+
     Parameters
     ----------
     params : GMMParams with batch shape (chain, draw)
@@ -552,14 +558,24 @@ def invariant_diagnostics(params: GMMParams, X, *, sample_weight=None, grid=None
     )
     loglik = log_likelihood_draws(params, data, sample_weight)
     logdens = density_on_grid(params, points)
-    ds = xr.Dataset(
-        {
-            "log_likelihood": (("chain", "draw"), loglik),
-            "log_density": (("chain", "draw", "point"), logdens),
-        },
-        coords={"chain": np.arange(C), "draw": np.arange(S), "point": np.arange(len(points))},
-    )
-    rhat = az.rhat(ds)
+
+    def dataset(loglik, logdens):
+        return xr.Dataset(
+            {
+                "log_likelihood": (("chain", "draw"), loglik),
+                "log_density": (("chain", "draw", "point"), logdens),
+            },
+            coords={"point": np.arange(len(points))},
+        )
+
+    ds = dataset(loglik, logdens)
+    halves = ds
+    if C == 1 and S >= 8:  # R-hat of the two halves of the one chain (see the docstring)
+        half = S // 2
+        loglik_h = np.asarray(loglik)[0, : 2 * half].reshape(2, half)
+        logdens_h = np.asarray(logdens)[0, : 2 * half].reshape(2, half, len(points))
+        halves = dataset(loglik_h, logdens_h)
+    rhat = az.rhat(halves)
     bulk = az.ess(ds, method="bulk")
     tail = az.ess(ds, method="tail")
 

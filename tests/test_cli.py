@@ -110,7 +110,16 @@ def test_compare_galaxies_with_nuts_round_trips(tmp_path, capsys):
     assert code == 0
     table = pd.read_csv(out / "comparison.csv")
     assert len(table) == 6 and sorted(table["n_components"]) == [1, 2, 3, 4, 5, 6]
-    for column in ("bic", "aic", "icl", "elpd_loo", "se_loo", "elpd_waic", "loo_weight"):
+    for column in (
+        "bic",
+        "aic",
+        "icl",
+        "elpd_loo",
+        "se_loo",
+        "elpd_waic",
+        "loo_weight",
+        "rhat_max",
+    ):
         assert table[column].notna().all(), column
     assert table["bic"].is_monotonic_increasing and list(table["rank"]) == [1, 2, 3, 4, 5, 6]
     assert table.loc[0, "n_components"] >= 3  # one or two components cannot fit these data

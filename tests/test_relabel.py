@@ -423,6 +423,21 @@ def test_invariant_diagnostics_detects_a_stuck_chain(draws, truth, X):
     assert df.loc["log_likelihood", "r_hat"] > 1.5
 
 
+def test_invariant_diagnostics_one_chain_compares_its_halves(draws, truth, X):
+    # ArviZ's R-hat is NaN for one chain; here the chain's two halves are compared instead
+    steady = draws[:1]  # (1, S): stationary jittered draws
+    df = invariant_diagnostics(steady, X)
+    assert df["r_hat"].notna().all() and (df["r_hat"] < 1.02).all()
+    # one chain that moves to a worse mode half-way: its halves disagree
+    means = np.asarray(steady.means).copy()
+    means[0, S // 2 :] += 1.5
+    drifting = bg.GMMParams(steady.weights, means, steady.covariances)
+    assert invariant_diagnostics(drifting, X).loc["log_likelihood", "r_hat"] > 1.5
+    # an odd number of draws drops the last one from R-hat only: ESS uses every draw
+    odd = invariant_diagnostics(steady[:, :-1], X)
+    assert odd["r_hat"].notna().all() and (odd["ess_bulk"] > 0).all()
+
+
 def test_invariant_diagnostics_needs_chain_draw(draws, X):
     with pytest.raises(ValueError, match=r"batch axes \(chain, draw\)"):
         invariant_diagnostics(draws[0], X)

@@ -130,3 +130,37 @@ def test_compare_models_em_side_ranks_by_bic(faithful):
     assert t.set_index("model").loc["full-K2", "bic"] == pytest.approx(2322.19, abs=0.01)
     with pytest.raises(ValueError, match="needs the NUTS runs"):
         compare_models(faithful, specs, nuts=False, criterion="loo")
+
+
+@pytest.mark.slow
+def test_compare_models_reports_mixing_and_warns_when_chains_disagree(faithful):
+    """Each NUTS row carries label-invariant R-hat / ESS; unmixed chains are named in a warning."""
+    import dataclasses
+    import warnings
+
+    from bayesgmm.selection import ComparisonResult, _bayes_row, compare_models
+
+    spec = ModelSpec.from_dict(
+        {
+            "name": "f",
+            "covariance_type": "full",
+            "n_components": [2],
+            "nuts": {"num_chains": 4, "num_warmup": 300, "num_samples": 300},
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a well-mixed run: no warning at all
+        res = compare_models(faithful, [spec], criterion="loo")
+    row = res.table.iloc[0]
+    assert row["rhat_max"] < 1.01 and row["ess_bulk_min"] > 400
+    assert row["n_pareto_k_bad"] == 0 and row["divergences"] == 0
+
+    # the same draws with chain 1's means moved off: its log-likelihood differs from the rest
+    post = res.posteriors["f-K2"]
+    means = np.array(post.params.means)
+    means[1] += 0.5 * np.asarray(faithful).std(axis=0)
+    moved = bg.GMMParams(post.params.weights, means, post.params.covariances)
+    stuck = dataclasses.replace(post, params=moved)
+    with pytest.warns(UserWarning, match=r"stuck: the chains have not mixed \(label-invariant"):
+        bad = _bayes_row("stuck", stuck, ComparisonResult(table=None, criterion="loo"))
+    assert bad["rhat_max"] > 1.1 > row["rhat_max"]
