@@ -204,29 +204,34 @@ def _check_chain_method(chain_method, num_chains: int) -> str:
     return chain_method
 
 
-def _jitter(key, params: GMMParams, structure, n_samples: float) -> GMMParams:
-    """A nearby start: each parameter moved by about one posterior standard deviation.
+def _jitter(key, params: GMMParams, n_samples: float, num_chains: int) -> GMMParams:
+    """``num_chains`` starts: chain 0 at ``params``, the others about a posterior sd away.
 
     Component ``k`` is treated as holding ``n_k = w_k n_samples`` rows: weights
     are drawn from ``Dirichlet(n_k + 1)``, means moved by ``L_k z / sqrt(n_k)``
     and covariances to ``(L_k A)(L_k A)^T`` with ``A`` lower triangular near
-    the identity; then projected back onto the structure's family.
+    the identity (:func:`_clean_starts` then projects them onto the structure's
+    family). Drawn on the host with NumPy, seeded from ``key``: a handful of
+    random numbers, for which JAX's Dirichlet sampler would cost more than a
+    second of compilation in every new process or shape.
     """
-    key_w, key_m, key_c = jax.random.split(key, 3)
-    K, D = params.means.shape
-    n_k = jnp.maximum(params.weights * n_samples, 1.0)
-    weights = jax.random.dirichlet(key_w, n_k + 1.0).astype(params.weights.dtype)
-    chol = _linalg.cholesky(params.covariances)
-    z = jax.random.normal(key_m, (K, D), params.means.dtype)
-    means = params.means + jnp.einsum("kde,ke->kd", chol, z) / jnp.sqrt(n_k)[:, None]
-    e = (
-        jax.random.normal(key_c, (K, D, D), params.means.dtype)
-        / jnp.sqrt(2.0 * n_k)[:, None, None]
-    )
-    a = jnp.tril(e, -1) + jnp.exp(jnp.diagonal(e, axis1=-2, axis2=-1))[..., None] * jnp.eye(D)
+    rng = np.random.default_rng([*np.asarray(_as_raw_key(key)).ravel().tolist(), 1])
+    weights = np.asarray(params.weights, dtype=np.float64)
+    means = np.asarray(params.means, dtype=np.float64)
+    K, D = means.shape
+    n_k = np.maximum(weights * n_samples, 1.0)
+    new_weights = rng.dirichlet(n_k + 1.0, size=num_chains)  # (C, K)
+    chol = np.linalg.cholesky(np.asarray(params.covariances, dtype=np.float64))
+    z = rng.standard_normal((num_chains, K, D))
+    new_means = means + np.einsum("kde,cke->ckd", chol, z) / np.sqrt(n_k)[:, None]
+    e = rng.standard_normal((num_chains, K, D, D)) / np.sqrt(2.0 * n_k)[:, None, None]
+    a = np.tril(e, -1) + np.exp(np.diagonal(e, axis1=-2, axis2=-1))[..., None] * np.eye(D)
     la = chol @ a
-    cov = structure.project(_linalg.symmetrize(la @ jnp.swapaxes(la, -1, -2)))
-    return GMMParams._unchecked(weights, means, cov)
+    cov = la @ np.swapaxes(la, -1, -2)
+    cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+    new_weights[0], new_means[0], cov[0] = weights, means, params.covariances
+    dtype = params.means.dtype
+    return GMMParams._unchecked(*(jnp.asarray(v, dtype) for v in (new_weights, new_means, cov)))
 
 
 def _kmeanspp_start(key, data, w, K, structure, prior) -> GMMParams:
@@ -274,23 +279,18 @@ def _starting_points(init, key, data, w, K, D, structure, prior, num_chains):
         reference, kind = em.params, "MAP-EM"
     elif init is not None:
         raise ValueError(f"init must be None, 'em', an EMResult or a GMMParams; got {init!r}.")
-    keys = jax.random.split(jax.random.fold_in(key, 1), num_chains)
     if reference is None:
+        keys = jax.random.split(jax.random.fold_in(key, 1), num_chains)
         starts = jax.jit(jax.vmap(lambda k: _kmeanspp_start(k, data, w, K, structure, prior)))(
             keys
         )
     else:
         reference = reference.astype(data.dtype)
-        ref = GMMParams._unchecked(
-            reference.weights, reference.means, structure.project(reference.covariances)
-        )
-        total = float(w.sum())
-        jittered = jax.jit(jax.vmap(lambda k: _jitter(k, ref, structure, total)))(keys)
-        # chain 0 starts at the reference itself
-        starts = jax.tree.map(lambda j, r: j.at[0].set(r), jittered, ref)
+        starts = _jitter(key, reference, float(w.sum()), num_chains)
     return reference, kind, _clean_starts(starts, structure)
 
 
+@functools.partial(jax.jit, static_argnames="structure")
 def _clean_starts(starts: GMMParams, structure) -> GMMParams:
     """Keep starting weights off the boundary of the simplex; project covariances."""
     floor = 1e-8

@@ -25,7 +25,7 @@ from bayesgmm._validation import (
 )
 from bayesgmm.init import INIT_METHODS
 from bayesgmm.params import GMMParams
-from bayesgmm.priors import Prior, log_prior
+from bayesgmm.priors import Prior, log_prior_jit
 
 __all__ = ["EMResult", "fit_em", "n_parameters"]
 
@@ -431,8 +431,8 @@ def _select_best(out, std, prior, structure, w, reg_covar, N, D) -> EMResult:
         # recompute it in the user's units and shift the history by the same amount.
         scaled_prior = std.prior_in(prior)
         with jax.enable_x64(True):
-            lp_user = float(log_prior(prior, params, structure))
-            lp_scaled = float(log_prior(scaled_prior, pick.params, structure))
+            lp_user = float(log_prior_jit(prior, params, structure))
+            lp_scaled = float(log_prior_jit(scaled_prior, pick.params, structure))
         prior_shift = lp_user - lp_scaled
         log_post = log_lik + lp_user
         hist_post = np.asarray(pick.history_objective[: n_iter + 1]) - log_jac + prior_shift

@@ -204,7 +204,7 @@ class Prior:
         of the covariance structure (full matrices for ``full``/``tied``,
         variances for ``diag``/``spherical``).
         """
-        return log_prior(self, params, covariance_type)
+        return log_prior_jit(self, params, _cov.get(covariance_type))
 
 
 def log_dirichlet(weights, concentration):
@@ -222,6 +222,11 @@ def log_prior(prior: Prior, params: GMMParams, covariance_type: str = "full"):
     return log_dirichlet(params.weights, prior.weight_concentration) + structure.log_prior(
         params.means, params.covariances, prior
     )
+
+
+#: :func:`log_prior` compiled as one program (one compilation per shape and
+#: structure, instead of one per primitive when it is called eagerly).
+log_prior_jit = jax.jit(log_prior, static_argnames="covariance_type")
 
 
 @x64
