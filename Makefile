@@ -20,7 +20,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 # One worker per core, each test module kept whole on one worker (its module
-# fixtures are computed once); about 8 minutes on 2 cores instead of 12.
+# fixtures are computed once); about 10 minutes on 2 cores for 19 minutes of CPU time.
 test: lint
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
