@@ -221,7 +221,7 @@ def _jitter(key, params: GMMParams, n_samples: float, num_chains: int) -> GMMPar
     K, D = means.shape
     n_k = np.maximum(weights * n_samples, 1.0)
     new_weights = rng.dirichlet(n_k + 1.0, size=num_chains)  # (C, K)
-    chol = np.linalg.cholesky(np.asarray(params.covariances, dtype=np.float64))
+    chol = np.asarray(_linalg.cholesky(params.covariances), dtype=np.float64)
     z = rng.standard_normal((num_chains, K, D))
     new_means = means + np.einsum("kde,cke->ckd", chol, z) / np.sqrt(n_k)[:, None]
     e = rng.standard_normal((num_chains, K, D, D)) / np.sqrt(2.0 * n_k)[:, None, None]

@@ -440,6 +440,12 @@ def test_starting_points():
         assert not np.allclose(starts.means[1], truth.means)  # the others jittered
         # jitter is about a posterior standard deviation: small
         assert np.abs(np.asarray(starts.means) - np.asarray(truth.means)).max() < 1.5
+        # the jitter follows the key: the same key gives the same starts, another key others
+        again = bayes._starting_points(truth, jax.random.key(0), X, w, 4, 2, s, prior, 3)[2]
+        other = bayes._starting_points(truth, jax.random.key(1), X, w, 4, 2, s, prior, 3)[2]
+        for name in ("weights", "means", "covariances"):
+            np.testing.assert_array_equal(getattr(again, name), getattr(starts, name))
+            assert not np.allclose(getattr(other, name)[1:], getattr(starts, name)[1:]), name
 
 
 def test_warnings_for_divergences_and_step_sizes():
