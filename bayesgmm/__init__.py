@@ -1,46 +1,70 @@
 """bayesgmm: Gaussian mixtures where EM/MAP and NumPyro posteriors share one structure.
 
 The public surface is listed in ``__all__``; everything prefixed with an
-underscore is private. NumPyro, ArviZ and matplotlib are imported only by the
-parts that need them (``sample_posterior``, ``plots``, ...), which are loaded on
-first use, so ``import bayesgmm`` and the EM path stay light.
+underscore is private. The folders are the layers (``../DESIGN.md``):
+``_core`` (parameters, densities, covariance registry, prior), ``em`` and
+``bayes`` (the engines), ``diagnostics``, ``selection``, ``calibration``,
+``plots``. NumPyro, ArviZ, matplotlib and scikit-learn's estimator are
+imported only by the parts that need them, on first use, so ``import
+bayesgmm`` and the EM path stay light.
+
+Renamed in 0.1.0 (the old names still work for one release, with a
+``FutureWarning``): ``compare`` is :func:`em_vs_posterior`, ``compare_model``
+is :func:`em_vs_posterior_summary`; the modules ``relabel`` and
+``membership`` are :mod:`bayesgmm.diagnostics`, ``sbc`` and
+``prior_sampling`` are :mod:`bayesgmm.calibration`.
 """
 
 import importlib
 
-# ``bayesgmm.relabel`` and ``bayesgmm.membership`` stay modules (``relabel.relabel``,
-# ``relabel.permute``, ``membership.membership``): a function of the same name would
-# be shadowed by the submodule once anything imports it. Posteriors relabel and
-# summarise themselves with ``post.relabel()`` and ``post.membership()``.
-from bayesgmm import covariance, datasets, density, membership, relabel
-from bayesgmm._validation import ConvergenceWarning, DataWarning
-from bayesgmm.compare import compare, compare_model, report
-from bayesgmm.covariance import COVARIANCE_TYPES
-from bayesgmm.em import EMResult, fit_em, n_parameters
-from bayesgmm.estimator import GaussianMixture
-from bayesgmm.params import GMMParams
-from bayesgmm.posterior import Posterior
-from bayesgmm.priors import Prior
-from bayesgmm.serialization import load, save
-from bayesgmm.specs import ModelSpec, SpecError, load_spec, load_specs
+from bayesgmm import datasets
+from bayesgmm._core import covariance, density
+from bayesgmm._core._warnings import ConvergenceWarning, DataWarning
+from bayesgmm._core.covariance import COVARIANCE_TYPES
+from bayesgmm._core.params import GMMParams
+from bayesgmm._core.priors import Prior
+from bayesgmm.bayes._posterior import Posterior
+from bayesgmm.em._fit import EMResult, fit_em, n_parameters
 
 __version__ = "0.1.0"
 
-# name -> module that defines it; imported on first access (NumPyro, ArviZ, matplotlib).
+# name -> module that defines it, imported on first access (NumPyro, ArviZ,
+# matplotlib, scikit-learn's estimator); None: the subpackage itself.
 _LAZY = {
-    "sample_posterior": "bayesgmm.bayes",
-    "gmm_model": "bayesgmm.model",
-    "find_map": "bayesgmm.mode",
-    "log_joint": "bayesgmm.mode",
-    "to_inference_data": "bayesgmm.arviz_io",
-    "from_inference_data": "bayesgmm.arviz_io",
-    "compare_models": "bayesgmm.selection",
-    "ppc_statistics": "bayesgmm.ppc",
-    "plots": None,
+    "GaussianMixture": "bayesgmm.em._estimator",
+    "sample_posterior": "bayesgmm.bayes._sample",
+    "gmm_model": "bayesgmm.bayes._model",
+    "find_map": "bayesgmm.bayes._map",
+    "log_joint": "bayesgmm.bayes._map",
+    "to_inference_data": "bayesgmm.diagnostics._arviz_io",
+    "from_inference_data": "bayesgmm.diagnostics._arviz_io",
+    "em_vs_posterior": "bayesgmm.diagnostics._em_vs_posterior",
+    "em_vs_posterior_summary": "bayesgmm.diagnostics._em_vs_posterior",
+    "report": "bayesgmm.diagnostics._em_vs_posterior",
+    "ppc_statistics": "bayesgmm.diagnostics._ppc",
+    "compare_models": "bayesgmm.selection._compare_models",
+    "ModelSpec": "bayesgmm.selection._specs",
+    "SpecError": "bayesgmm.selection._specs",
+    "load_spec": "bayesgmm.selection._specs",
+    "load_specs": "bayesgmm.selection._specs",
+    "load": "bayesgmm.selection._serialization",
+    "save": "bayesgmm.selection._serialization",
     "bayes": None,
+    "calibration": None,
+    "diagnostics": None,
+    "em": None,
+    "plots": None,
     "selection": None,
-    "sbc": None,
-    "prior_sampling": None,
+}
+
+# old name -> (new object, where it lives now); one release of grace.
+_DEPRECATED = {
+    "compare": ("em_vs_posterior", "bayesgmm.diagnostics._em_vs_posterior"),
+    "compare_model": ("em_vs_posterior_summary", "bayesgmm.diagnostics._em_vs_posterior"),
+    "relabel": (None, "bayesgmm.diagnostics"),
+    "membership": (None, "bayesgmm.diagnostics"),
+    "sbc": (None, "bayesgmm.calibration"),
+    "prior_sampling": (None, "bayesgmm.calibration"),
 }
 
 
@@ -50,6 +74,18 @@ def __getattr__(name):
         if module is None:
             return importlib.import_module(f"bayesgmm.{name}")
         return getattr(importlib.import_module(module), name)
+    if name in _DEPRECATED:
+        from bayesgmm._core._warnings import warn
+
+        new, module = _DEPRECATED[name]
+        target = importlib.import_module(module)
+        now = f"bayesgmm.{new}" if new else module
+        warn(
+            f"bayesgmm.{name} is now {now} (renamed in 0.1.0); the old name will be removed "
+            "in the next release.",
+            FutureWarning,
+        )
+        return getattr(target, new) if new else target
     raise AttributeError(f"module 'bayesgmm' has no attribute {name!r}")
 
 
@@ -70,12 +106,15 @@ __all__ = [
     "SpecError",
     "__version__",
     "bayes",
-    "compare",
-    "compare_model",
+    "calibration",
     "compare_models",
     "covariance",
     "datasets",
     "density",
+    "diagnostics",
+    "em",
+    "em_vs_posterior",
+    "em_vs_posterior_summary",
     "find_map",
     "fit_em",
     "from_inference_data",
@@ -84,16 +123,12 @@ __all__ = [
     "load_spec",
     "load_specs",
     "log_joint",
-    "membership",
     "n_parameters",
     "plots",
     "ppc_statistics",
-    "prior_sampling",
-    "relabel",
     "report",
     "sample_posterior",
     "save",
-    "sbc",
     "selection",
     "to_inference_data",
 ]

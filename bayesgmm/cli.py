@@ -140,7 +140,7 @@ def _out_dir(path: str, force: bool) -> Path:
 
 def _em(args: argparse.Namespace) -> int:
     import bayesgmm as bg
-    from bayesgmm.serialization import save
+    from bayesgmm.selection import save
 
     X, _names = read_data(args.data, args.columns)
     prior = bg.Prior.default(X, args.n_components) if args.map else None
@@ -196,7 +196,7 @@ def _mcmc(args: argparse.Namespace) -> int:
     print(post)
     print(az.summary(post.to_arviz(), var_names=["weights", "means"]).to_string())
     if args.out:
-        from bayesgmm.serialization import save
+        from bayesgmm.selection import save
 
         out = Path(args.out)
         if out.suffix != ".nc":
@@ -212,9 +212,8 @@ def _compare(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bayesgmm.selection import compare_models, plot_model_comparison, to_markdown
-    from bayesgmm.serialization import save
-    from bayesgmm.specs import load_specs
+    from bayesgmm.plots import plot_model_comparison
+    from bayesgmm.selection import compare_models, load_specs, save, to_markdown
 
     X, _names = read_data(args.data, args.columns)
     specs = load_specs(args.specs)
@@ -279,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)
 
-    from bayesgmm.covariance import COVARIANCE_TYPES
+    from bayesgmm._core.covariance import COVARIANCE_TYPES
 
     em = sub.add_parser(
         "em",

@@ -93,7 +93,7 @@ def make_problem(N, D, K, seed):
 def min_bulk_ess_and_error(params: GMMParams, truth: GMMParams):
     import arviz as az
 
-    aligned = bg.relabel.relabel(params, reference=truth).params
+    aligned = bg.diagnostics.relabel(params, reference=truth).params
     means = np.asarray(aligned.means)  # (chain, draw, K, D)
     ess = az.ess(az.convert_to_dataset({"m": means}), method="bulk")["m"].values
     err = np.abs(means.mean(axis=(0, 1)) - np.asarray(truth.means)).max()

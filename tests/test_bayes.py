@@ -20,9 +20,12 @@ from numpyro.infer.util import log_density
 from scipy.optimize import linear_sum_assignment
 
 import bayesgmm as bg
-from bayesgmm import GMMParams, bayes, membership
+from bayesgmm import GMMParams
 from bayesgmm import covariance as cov_registry
-from bayesgmm import mode as bayes_mode
+from bayesgmm.bayes import _map as bayes_mode
+from bayesgmm.bayes import _sample as bayes
+from bayesgmm.bayes import _sites as sites
+from bayesgmm.diagnostics import _membership as membership
 
 TYPES = ["full", "tied", "diag", "spherical"]
 COV_SITE = {
@@ -61,7 +64,7 @@ def map_em(X, K, covariance_type, prior, **kw):
 
 def bound_model(X, K, prior, covariance_type, sample_weight=None):
     with jax.enable_x64(True):
-        return bayes._bind(
+        return sites.bind(
             np.asarray(X, float).reshape(len(X), -1),
             K,
             prior,
@@ -73,7 +76,7 @@ def bound_model(X, K, prior, covariance_type, sample_weight=None):
 def sites_of(params, covariance_type):
     name = COV_SITE[covariance_type]
     with jax.enable_x64(True):
-        return bayes._params_to_sites(
+        return sites.params_to_sites(
             params, cov_registry.get(covariance_type), ("weights", "means", name)
         )
 
@@ -162,7 +165,7 @@ def test_expanded_mixture_density_matches_direct_whitening(offset, unit, spread)
     tighter than the data's spread are where an expanded quadratic form
     cancels; the rows are standardised first, so it must still agree.
     """
-    from bayesgmm import model as bayes_model
+    from bayesgmm.bayes import _model as bayes_model
 
     rng = np.random.default_rng(3)
     K, D, N = 4, 5, 400
@@ -202,7 +205,7 @@ def test_expanded_mixture_density_matches_direct_whitening(offset, unit, spread)
 
 def test_mixture_density_path_by_dtype_and_size():
     """float32 and large feature matrices keep the direct whitening."""
-    from bayesgmm import model as bayes_model
+    from bayesgmm.bayes import _model as bayes_model
 
     assert not bayes_model._use_expanded(100, 5, 4, np.float32)
     assert bayes_model._use_expanded(10_000, 5, 4, np.float64)  # 20 features <= D K = 20
@@ -332,7 +335,7 @@ def test_posterior_shapes_dtypes_and_stats(faithful_post, faithful):
     np.testing.assert_array_equal(post.X, faithful)
     assert post.X is not faithful
     np.testing.assert_array_equal(post.sample_weight, np.ones(len(faithful)))
-    assert post.mcmc is not None
+    assert set(post.sample_stats) >= {"diverging", "step_size", "n_steps", "accept_prob"}
     assert "divergences=" in repr(post)
     # Well-separated clusters: the posterior sits on the MAP-EM estimate.
     post_mean = np.asarray(p.means).mean(axis=(0, 1))
@@ -370,12 +373,12 @@ def test_membership(faithful_post):
         np.testing.assert_array_equal(a, b)
 
 
-def test_public_modules_are_modules():
-    """``bg.relabel`` and ``bg.membership`` are the modules, whatever was imported first."""
-    import types
-
-    assert isinstance(bg.relabel, types.ModuleType) and callable(bg.relabel.relabel)
-    assert isinstance(bg.membership, types.ModuleType) and callable(bg.membership.membership)
+def test_old_module_names_are_deprecated_aliases_of_diagnostics():
+    """``bg.relabel`` and ``bg.membership`` (modules before 0.1.0) still work, with a warning."""
+    with pytest.warns(FutureWarning, match="bayesgmm.diagnostics"):
+        assert bg.relabel.relabel is bg.diagnostics.relabel
+    with pytest.warns(FutureWarning, match="bayesgmm.diagnostics"):
+        assert bg.membership.membership is bg.diagnostics.membership
 
 
 def test_one_dimensional_data_and_few_draws_warning():
@@ -465,8 +468,14 @@ def test_warnings_for_divergences_and_step_sizes():
 def test_sampler_warnings_point_at_the_caller(monkeypatch):
     """Warnings raised after sampling name the line that called sample_posterior."""
 
-    # every transition "diverged": the statistics NumPyro returned, replaced
-    monkeypatch.setattr(bayes, "_sample_stats", lambda mcmc: {"diverging": np.ones((1, 5), bool)})
+    # every transition "diverged": the statistics the engine returned, replaced
+    real = bayes.run_nuts
+
+    def diverging_everywhere(*args, **kwargs):
+        run = real(*args, **kwargs)
+        return run._replace(stats={**run.stats, "diverging": np.ones((1, 5), bool)})
+
+    monkeypatch.setattr(bayes, "run_nuts", diverging_everywhere)
     with pytest.warns(UserWarning) as caught:
         bayes.sample_posterior(
             np.linspace(0, 1, 30),
@@ -485,7 +494,7 @@ def test_sampler_releases_compiled_programs_near_the_map_limit(monkeypatch):
     Each NUTS run leaves about 1,400 memory maps that only jax.clear_caches()
     frees; past the kernel's limit XLA crashed (the test suite did, once).
     """
-    from bayesgmm import _memory_maps
+    from bayesgmm._core import _memory_maps
 
     used = _memory_maps.map_count()
     assert used is not None and used > 100  # Linux: /proc/self/maps readable
@@ -605,7 +614,8 @@ def test_coverage_of_true_parameters():
             "covariances": np.asarray(truth.covariances)[..., [0, 0, 1], [0, 1, 1]],
         }
         for name, d in draws.items():
-            low, high = membership._hdi(d, 0.94)
+            interval = az.hdi(d[None], hdi_prob=0.94)
+            low, high = interval[..., 0], interval[..., 1]
             inside.append(((true[name] >= low) & (true[name] <= high)).ravel())
     inside = np.concatenate(inside)
     assert inside.size == 3 * (4 + 8 + 12)

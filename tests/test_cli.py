@@ -8,7 +8,7 @@ import pytest
 
 import bayesgmm as bg
 from bayesgmm.cli import main
-from bayesgmm.serialization import load
+from bayesgmm.selection import load
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ def test_compare_galaxies_with_nuts_round_trips(tmp_path, capsys):
         assert post.params.batch_shape == (1, 150)
         assert post.covariance_type == "full" and post.reference is not None
     # the saved posterior carries its MAP-EM start: refit it here, bit for bit
-    from bayesgmm.specs import load_spec
+    from bayesgmm.selection import load_spec
 
     X = pd.read_csv(csv).to_numpy()
     prior = load_spec(spec).build_prior(X, 3)

@@ -1,4 +1,4 @@
-"""EM against the posterior: compare, compare_model, report and posterior predictive checks.
+"""EM against the posterior (em_vs_posterior, its summary, report) and predictive checks.
 
 Most posteriors here are synthetic, drawn from a conjugate-style approximation
 centred where we choose: on the EM estimate (EM must then agree with them), or
@@ -16,15 +16,16 @@ from sklearn.metrics import adjusted_rand_score
 from support import approx_draws
 
 import bayesgmm as bg
-from bayesgmm.compare import (
-    compare,
-    compare_model,
+from bayesgmm import Posterior
+from bayesgmm.diagnostics import (
+    em_vs_posterior,
+    em_vs_posterior_summary,
+    permute,
+    posterior_membership,
+    ppc_replicates,
+    ppc_statistics,
     report,
 )
-from bayesgmm.membership import posterior_membership
-from bayesgmm.posterior import Posterior
-from bayesgmm.ppc import ppc_replicates, ppc_statistics
-from bayesgmm.relabel import permute
 
 C, S = 2, 400
 
@@ -87,7 +88,7 @@ def disagree():
 # ------------------------------------------------------------------ the table ---
 def test_table_has_every_unique_entry(agree):
     _, em, post = agree
-    table = compare(em, post)
+    table = em_vs_posterior(em, post)
     K, D = 4, 2
     counts = table.parameter.value_counts()
     assert counts["weight"] == K
@@ -114,7 +115,7 @@ def test_table_has_every_unique_entry(agree):
 def test_columns_match_arviz_and_numpy(agree):
     """Independent recomputation of one entry with ArviZ on a plain (chain, draw) array."""
     _, em, post = agree
-    table = compare(em, post, hdi_prob=0.9).set_index("name")
+    table = em_vs_posterior(em, post, hdi_prob=0.9).set_index("name")
     values = np.asarray(post.params.means)[:, :, 1, 0]  # no switching: labels already EM's
     row = table.loc["means[1,0]"]
     low, high = az.hdi(values.ravel(), hdi_prob=0.9)
@@ -128,10 +129,10 @@ def test_columns_match_arviz_and_numpy(agree):
 
 def test_em_agrees_with_posterior_large_n_separated(agree):
     _, em, post = agree
-    table = compare(em, post)
+    table = em_vs_posterior(em, post)
     assert table.inside.all(), table[~table.inside]
     assert table.z.abs().max() < 1.0
-    model = compare_model(em, post)
+    model = em_vs_posterior_summary(em, post)
     assert model["adjusted_rand_index"] > 0.99
     assert model["membership_mad"] < 0.01
     text = report(em, post)
@@ -142,7 +143,7 @@ def test_em_agrees_with_posterior_large_n_separated(agree):
 
 def test_em_outside_when_prior_pulls(disagree):
     _, em, post = disagree
-    table = compare(em, post).set_index("name")
+    table = em_vs_posterior(em, post).set_index("name")
     outside = set(table.index[~table.inside])
     assert {"means[0,0]", "means[1,0]", "covariances[0,0,0]", "covariances[1,0,0]"} <= outside
     # means were pulled toward the centre: EM lies further out than the posterior
@@ -164,7 +165,7 @@ def test_label_switching_is_undone_before_comparing(agree):
     rng = np.random.default_rng(5)
     perms = np.argsort(rng.random((C, S, 4)), axis=-1)
     switched = post.replace(params=permute(post.params, perms))
-    a, b = compare(em, post), compare(em, switched)
+    a, b = em_vs_posterior(em, post), em_vs_posterior(em, switched)
     np.testing.assert_allclose(a.post_mean, b.post_mean, rtol=1e-12)
     np.testing.assert_array_equal(a.inside, b.inside)
     assert b.attrs["fraction_permuted"] > 0.9
@@ -177,7 +178,7 @@ def test_already_relabelled_posterior_keeps_its_labels(agree):
     _, em, post = agree
     perm = np.array([2, 0, 3, 1])
     other = post.relabel(reference=permute(em.params, perm))
-    table = compare(em, other)
+    table = em_vs_posterior(em, other)
     assert table.attrs["matching"] == "EM aligned to the posterior"
     np.testing.assert_array_equal(table.attrs["em_permutation"], perm)
     # the table stays an ordinary DataFrame: pandas compares attrs when copying
@@ -186,34 +187,34 @@ def test_already_relabelled_posterior_keeps_its_labels(agree):
     np.testing.assert_allclose(means, np.asarray(em.params.means)[perm])
     assert table.inside.all()
     # with relabel=False nothing is matched and the components are mismatched
-    assert not compare(em, other, relabel=False).inside.all()
+    assert not em_vs_posterior(em, other, relabel=False).inside.all()
 
 
 def test_gmmparams_and_emresult_give_the_same_table(agree):
     _, em, post = agree
-    a, b = compare(em, post), compare(em.params, post)
+    a, b = em_vs_posterior(em, post), em_vs_posterior(em.params, post)
     np.testing.assert_allclose(a.em, b.em)
 
 
 def test_bad_inputs(agree):
     X, em, post = agree
     with pytest.raises(TypeError, match="EMResult or GMMParams"):
-        compare({"weights": 1}, post)
+        em_vs_posterior({"weights": 1}, post)
     with pytest.raises(ValueError, match="no batch axes"):
-        compare(post.params, post)
+        em_vs_posterior(post.params, post)
     with pytest.raises(TypeError, match="Posterior"):
-        compare(em, post.params)
+        em_vs_posterior(em, post.params)
     em3 = bg.fit_em(X, 3, seed=0)
     with pytest.raises(ValueError, match="K=3"):
-        compare(em3, post)
+        em_vs_posterior(em3, post)
     with pytest.raises(ValueError, match="hdi_prob"):
-        compare(em, post, hdi_prob=1.5)
+        em_vs_posterior(em, post, hdi_prob=1.5)
 
 
 # ---------------------------------------------------------------- whole model ---
 def test_compare_model_numbers(agree):
     X, em, post = agree
-    model = compare_model(em, post)
+    model = em_vs_posterior_summary(em, post)
     ll_em = float(np.asarray(em.params.log_prob(X)).sum())
     assert model["em_log_likelihood"] == pytest.approx(ll_em)
     assert model["em_log_likelihood"] == pytest.approx(em.log_likelihood, rel=1e-6)
@@ -245,7 +246,7 @@ def test_report_flags_a_worse_local_optimum(agree):
         means=np.array([[0.0, -3.0], [-3.0, 4.0], [4.0, 3.0], [4.0, 5.0]]),
         covariances=np.stack([np.diag([16.0, 1.0])] + [np.eye(2)] * 3),
     )
-    model = compare_model(bad, post)
+    model = em_vs_posterior_summary(bad, post)
     assert model["log_likelihood_quantile"] == 0.0
     assert model["adjusted_rand_index"] < 0.9
     text = report(bad, post)
@@ -350,11 +351,11 @@ def test_real_posterior_map_agrees_ml_disagrees_under_strong_prior():
             progress_bar=False,
             seed=0,
         )
-    agree = compare(map_em, post)
+    agree = em_vs_posterior(map_em, post)
     core = agree[agree.parameter.isin(["weight", "mean", "covariance"])]
     assert core.inside.all(), core
     assert core.z.abs().max() < 1.5
-    disagree = compare(ml_em, post).set_index("name")
+    disagree = em_vs_posterior(ml_em, post).set_index("name")
     cov = disagree.loc[["covariances[0,0,0]", "covariances[1,0,0]"]]
     assert not cov.inside.any() and (cov.z < -2).all()
     assert disagree.loc[["means[0,0]", "means[1,0]"], "inside"].all()

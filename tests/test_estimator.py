@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import bayesgmm as bg
-from bayesgmm.estimator import GaussianMixture
+from bayesgmm import GaussianMixture
 
 TYPES = ("full", "tied", "diag", "spherical")
 

@@ -22,7 +22,7 @@ import scipy.stats as st
 from scipy import integrate
 
 import bayesgmm as bg
-from bayesgmm.priors import log_prior
+from bayesgmm._core.priors import log_prior
 
 PSI = np.array([[1.0, 0.4], [0.4, 0.7]])
 

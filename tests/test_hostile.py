@@ -172,13 +172,13 @@ def test_sample_posterior_refuses(name):
 
 @pytest.mark.parametrize("name", READ_AS_FLOAT64)
 def test_sample_posterior_reads_numbers_as_float64(name):
-    from bayesgmm import bayes
+    from bayesgmm.bayes import _sites
 
     X, K = INPUTS[name]
-    data, w, k, _, prior = bayes._prepare(X, K, None, "full", None, None)
+    data, w, k, _, prior = _sites.prepare_inputs(X, K, None, "full", None, None)
     assert data.dtype == np.float64 and k == K and np.all(w == 1.0)
     np.testing.assert_array_equal(data, np.asarray(X, dtype=np.float64))
-    reference = bayes._prepare(np.asarray(X, float), K, None, "full", None, None)[4]
+    reference = _sites.prepare_inputs(np.asarray(X, float), K, None, "full", None, None)[4]
     np.testing.assert_array_equal(prior.scale, reference.scale)
 
 

@@ -70,7 +70,7 @@ def test_pytree_jit_vmap_and_tree_map(rng):
     with jax.enable_x64(True):
         doubled = jax.tree.map(lambda x: 2 * x, p)  # no validation on pytree operations
     np.testing.assert_allclose(np.asarray(doubled.means), 2 * np.asarray(p.means))
-    from bayesgmm.density import _joint_log_prob
+    from bayesgmm._core._mixture import joint_log_prob as _joint_log_prob
 
     with jax.enable_x64(True):
         X = jnp.asarray(rng.normal(size=(10, 3)))

@@ -20,11 +20,8 @@ from matplotlib.patches import Ellipse
 from support import approx_draws
 
 import bayesgmm as bg
-from bayesgmm import plots
-from bayesgmm.compare import compare
-from bayesgmm.membership import posterior_membership
-from bayesgmm.posterior import Posterior
-from bayesgmm.ppc import ppc_statistics
+from bayesgmm import Posterior, plots
+from bayesgmm.diagnostics import em_vs_posterior, posterior_membership, ppc_statistics
 
 C, S = 2, 100
 PLOT_DIR = "/tmp/bayesgmm_plots"
@@ -203,7 +200,7 @@ def test_ellipses_reject_1d(one_d):
 # --------------------------------------------------------------- parameters ---
 def test_parameters_forest_marks_em_outside(pulled_2d, tmp_path):
     _, em, post = pulled_2d
-    table = compare(em, post)
+    table = em_vs_posterior(em, post)
     ax = plots.plot_parameters(em, post)
     rows = table[table.parameter.isin(["weight", "mean", "covariance"])]
     labels = [t.get_text() for t in ax.get_yticklabels()]
@@ -219,7 +216,7 @@ def test_parameters_forest_marks_em_outside(pulled_2d, tmp_path):
 
 def test_parameters_standardized_from_table(one_d, tmp_path):
     _, em, post = one_d
-    table = compare(em, post)
+    table = em_vs_posterior(em, post)
     ax = plots.plot_parameters(em, table=table, standardize=True, parameters=("mean", "sd"))
     em_x = ax.collections[2].get_offsets()[:, 0]
     rows = table[table.parameter.isin(["mean", "sd"])]

@@ -15,9 +15,10 @@ from scipy.optimize import linear_sum_assignment
 from scipy.stats import multivariate_normal
 
 import bayesgmm as bg
-from bayesgmm import relabel as rl
-from bayesgmm.posterior import Posterior
-from bayesgmm.relabel import (
+from bayesgmm import Posterior
+from bayesgmm._core import _blocks
+from bayesgmm.diagnostics import _relabel as rl
+from bayesgmm.diagnostics import (
     co_clustering,
     density_on_grid,
     invariant_diagnostics,
@@ -148,7 +149,7 @@ def _sym_kl_numpy(w, m, S, v, n, T):
 def test_cost_is_symmetrised_weighted_kl(draws, truth):
     one = draws[2, 5]
     with jax.enable_x64(True):
-        cost = np.asarray(rl._sym_kl_cost(rl._flat(one), truth))[0]
+        cost = np.asarray(rl._sym_kl_cost(one.flatten_batch(), truth))[0]
     a = one.to_numpy()
     b = truth.to_numpy()
     expected = np.array(
@@ -169,7 +170,7 @@ def test_cost_is_symmetrised_weighted_kl(draws, truth):
     )
     np.testing.assert_allclose(cost, expected, rtol=1e-10, atol=1e-12)
     with jax.enable_x64(True):
-        self_cost = np.asarray(rl._sym_kl_cost(rl._flat(truth), truth))[0]
+        self_cost = np.asarray(rl._sym_kl_cost(truth.flatten_batch(), truth))[0]
     np.testing.assert_allclose(np.diag(self_cost), 0.0, atol=1e-12)
     np.testing.assert_allclose(self_cost, self_cost.T, rtol=1e-12)
     assert (self_cost[~np.eye(K, dtype=bool)] > 1.0).all()
@@ -187,8 +188,8 @@ def test_cost_is_affine_invariant(draws, truth):
         )
 
     with jax.enable_x64(True):
-        before = np.asarray(rl._sym_kl_cost(rl._flat(draws[0, :20]), truth))
-        after = np.asarray(rl._sym_kl_cost(rl._flat(affine(draws[0, :20])), affine(truth)))
+        before = np.asarray(rl._sym_kl_cost(draws[0, :20].flatten_batch(), truth))
+        after = np.asarray(rl._sym_kl_cost(affine(draws[0, :20]).flatten_batch(), affine(truth)))
     np.testing.assert_allclose(before, after, rtol=1e-8, atol=1e-10)
 
 
@@ -206,7 +207,7 @@ def test_assign_is_optimal(k, monkeypatch):
     monkeypatch.setattr(rl, "_BRUTE_FORCE_MAX_K", 0)
     per_draw = rl._assign(cost)
     monkeypatch.setattr(rl, "_BRUTE_FORCE_MAX_K", 8)
-    monkeypatch.setattr(rl, "_BLOCK_ELEMENTS", 5000)  # several blocks of draws
+    monkeypatch.setattr(_blocks, "DRAW_BLOCK_ELEMENTS", 5000)  # several blocks of draws
     np.testing.assert_array_equal(rl._assign(cost), per_draw)
     np.testing.assert_array_equal(per_draw, got)
 
@@ -279,7 +280,7 @@ def test_stephens_agrees_with_hungarian(switched, planted, truth, X):
 def test_stephens_from_a_bad_start_finds_the_alignment(switched, planted, X):
     # Start Stephens from the identity (no alignment at all): its KL iterations must
     # still bring every draw onto one labelling.
-    flat = rl._flat(switched)
+    flat = switched.flatten_batch()
     with jax.enable_x64(True):
         perm, n_iter = rl._stephens(flat, X, np.tile(np.arange(K), (C * S, 1)), 100)
     composed = np.take_along_axis(planted.reshape(-1, K), perm, axis=-1)

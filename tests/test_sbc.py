@@ -13,8 +13,8 @@ import pytest
 import scipy.stats as st
 
 import bayesgmm as bg
-from bayesgmm import sbc
-from bayesgmm.priors import log_prior
+from bayesgmm._core.priors import log_prior
+from bayesgmm.calibration import _prior_sampling, _sbc
 
 TYPES = ["full", "tied", "diag", "spherical"]
 PSI = np.array([[1.0, 0.3, 0.1], [0.3, 0.8, -0.2], [0.1, -0.2, 1.5]])
@@ -36,9 +36,9 @@ def make_prior(K, D, *, dof_extra=4.0, kappa=0.2, alpha=3.0, scale_factor=1.0):
 def test_reference_density_is_prior_log_prob(covariance_type, D):
     """SciPy's density of the reference sampler equals the library's log prior, exactly."""
     prior = make_prior(3, D)
-    draws = sbc.sample_prior(prior, covariance_type, 6, rng=np.random.default_rng(D))
+    draws = bg.calibration.sample_prior(prior, covariance_type, 6, rng=np.random.default_rng(D))
     assert draws.batch_shape == (6,)
-    want = [sbc.reference_log_prior(draws[i], prior, covariance_type) for i in range(6)]
+    want = [bg.calibration.reference_log_prior(draws[i], prior, covariance_type) for i in range(6)]
 
     def library(prior):
         with jax.enable_x64(True):
@@ -55,7 +55,9 @@ def test_reference_sampler_moments(covariance_type):
     """Sample moments of the draws match the documented prior (z-scores below 5)."""
     K, D, M = 2, 2, 20_000
     prior = make_prior(K, D, dof_extra=8.0, kappa=0.5)
-    draws = sbc.sample_prior(prior, covariance_type, M, rng=np.random.default_rng(7)).to_numpy()
+    draws = bg.calibration.sample_prior(
+        prior, covariance_type, M, rng=np.random.default_rng(7)
+    ).to_numpy()
     alpha, m0 = np.asarray(prior.weight_concentration), np.asarray(prior.mean)
     nu, psi, kappa = float(prior.dof), np.asarray(prior.scale), float(prior.mean_precision)
     expected_cov = {
@@ -93,7 +95,7 @@ def test_sample_data_follows_the_mixture():
         "means": np.array([[[-10.0], [10.0]]]),
         "covariances": np.array([[[[1.0]], [[4.0]]]]),
     }
-    X = sbc._sample_data(rng, params, 20_000)[0, :, 0]
+    X = _prior_sampling._sample_data(rng, params, 20_000)[0, :, 0]
     left, right = X[X < 0], X[X > 0]
     assert len(left) / len(X) == pytest.approx(0.3, abs=0.015)
     assert left.mean() == pytest.approx(-10.0, abs=0.05)
@@ -106,10 +108,10 @@ def test_order_components_is_a_function_of_the_parameters():
     w = rng.dirichlet([1, 1, 1], size=5)
     means = rng.normal(size=(5, 3, 2))
     cov = np.broadcast_to(np.eye(2), (5, 3, 2, 2)) * rng.uniform(1, 2, (5, 3, 1, 1))
-    ordered = sbc.order_components(w, means, cov)
+    ordered = bg.calibration.order_components(w, means, cov)
     assert np.all(np.diff(ordered["means"][..., 0], axis=-1) > 0)
     perm = np.array([2, 0, 1])
-    again = sbc.order_components(w[:, perm], means[:, perm], cov[:, perm])
+    again = bg.calibration.order_components(w[:, perm], means[:, perm], cov[:, perm])
     for name in ordered:
         np.testing.assert_array_equal(again[name], ordered[name])
     # component k keeps its own weight and covariance
@@ -122,7 +124,7 @@ def test_order_components_is_a_function_of_the_parameters():
     ("covariance_type", "n_free"), [("full", 6), ("tied", 3), ("diag", 4), ("spherical", 2)]
 )
 def test_free_covariance_entries(covariance_type, n_free):
-    entries = sbc._free_covariance_entries(bg.covariance.get(covariance_type), 2, 2)
+    entries = _sbc._free_covariance_entries(bg.covariance.get(covariance_type), 2, 2)
     assert len(entries) == n_free
     assert all(i >= j for _, i, j in entries)
     if covariance_type in ("diag", "spherical"):
@@ -133,17 +135,17 @@ def test_chi_square_and_holm():
     rng = np.random.default_rng(1)
     uniform = rng.integers(0, 51, size=2000)
     piled = np.concatenate([uniform[:1800], np.zeros(200, int)])
-    assert sbc.chi_square_uniform(uniform, 50, 10)[1] > 0.001
-    assert sbc.chi_square_uniform(piled, 50, 10)[1] < 1e-10
+    assert bg.calibration.chi_square_uniform(uniform, 50, 10)[1] > 0.001
+    assert bg.calibration.chi_square_uniform(piled, 50, 10)[1] < 1e-10
     # the statistic against scipy.stats.chisquare with unequal expected counts
     counts = np.array([np.isin(uniform, b).sum() for b in np.array_split(np.arange(51), 10)])
     expected = 2000 * np.array([len(b) for b in np.array_split(np.arange(51), 10)]) / 51
     want = st.chisquare(counts, expected)
-    got = sbc.chi_square_uniform(uniform, 50, 10)
+    got = bg.calibration.chi_square_uniform(uniform, 50, 10)
     assert got == pytest.approx((want.statistic, want.pvalue), rel=1e-10)
     # Holm: sorted p times (m, m-1, ...), running maximum, capped at 1
     np.testing.assert_allclose(
-        sbc.holm([0.01, 0.04, 0.03, 0.5]), [0.04, 0.09, 0.09, 0.5], rtol=1e-12
+        bg.calibration.holm([0.01, 0.04, 0.03, 0.5]), [0.04, 0.09, 0.09, 0.5], rtol=1e-12
     )
 
 
@@ -156,7 +158,7 @@ SBC_SETTINGS = dict(n_obs=25, num_warmup=100, num_samples=100, thin=2, n_bins=10
 def test_sbc_ranks_are_uniform(covariance_type):
     """K=2, D=2, 100 replications of 50 thinned draws: no group of ranks rejects."""
     prior = make_prior(2, 2)
-    res = sbc.simulation_based_calibration(
+    res = bg.calibration.simulation_based_calibration(
         2, 2, covariance_type, prior=prior, n_replications=100, seed=1, **SBC_SETTINGS
     )
     assert res.n_draws == 50 and res.n_replications == 100
@@ -170,7 +172,7 @@ def test_sbc_rejects_a_sampler_with_the_wrong_prior():
     """Data from the prior, NUTS under a prior with 4x the scale matrix: SBC must reject."""
     prior = make_prior(2, 2)
     wrong = make_prior(2, 2, scale_factor=4.0)
-    res = sbc.simulation_based_calibration(
+    res = bg.calibration.simulation_based_calibration(
         2, 2, "full", prior=prior, fit_prior=wrong, n_replications=25, seed=2, **SBC_SETTINGS
     )
     assert res.group_p_values["covariances"] < 0.001, res.summary()

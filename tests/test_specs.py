@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 import bayesgmm as bg
-from bayesgmm.serialization import load, save
-from bayesgmm.specs import ModelSpec, SpecError, load_spec, load_specs
+from bayesgmm.selection import ModelSpec, SpecError, load, load_spec, load_specs, save
 
 
 def write(tmp_path, text, name="spec.toml"):
@@ -138,7 +137,8 @@ def test_compare_models_reports_mixing_and_warns_when_chains_disagree(faithful):
     import dataclasses
     import warnings
 
-    from bayesgmm.selection import ComparisonResult, _bayes_row, compare_models
+    from bayesgmm.selection import ComparisonResult, compare_models
+    from bayesgmm.selection._compare_models import _bayes_row
 
     spec = ModelSpec.from_dict(
         {

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import bayesgmm as bg
-from bayesgmm.sbc import GROUPS, simulation_based_calibration
+from bayesgmm.calibration import GROUPS, simulation_based_calibration
 
 OUT = Path(__file__).parent / "output"
 K, D = 2, 2

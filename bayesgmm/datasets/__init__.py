@@ -18,8 +18,8 @@ from importlib import resources
 import jax
 import numpy as np
 
-from bayesgmm._precision import x64
-from bayesgmm.params import GMMParams
+from bayesgmm._core._precision import x64
+from bayesgmm._core.params import GMMParams
 
 __all__ = [
     "load_faithful",

@@ -23,11 +23,13 @@ of those features (weights, the selected means and covariance block).
 from bayesgmm.plots._diagnostics import plot_ppc, plot_trace
 from bayesgmm.plots._mixture import plot_density_1d, plot_ellipses
 from bayesgmm.plots._posterior import plot_assignments, plot_parameters
+from bayesgmm.plots._selection import plot_model_comparison
 
 __all__ = [
     "plot_assignments",
     "plot_density_1d",
     "plot_ellipses",
+    "plot_model_comparison",
     "plot_parameters",
     "plot_ppc",
     "plot_trace",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayesgmm._validation import check_data
-from bayesgmm.compare import _match
-from bayesgmm.params import GMMParams
-from bayesgmm.posterior import Posterior
+from bayesgmm._core._validation import check_data
+from bayesgmm._core.params import GMMParams
+from bayesgmm.bayes._posterior import Posterior
+from bayesgmm.diagnostics._matching import match_labels
 
 
 # ------------------------------------------------------------------ helpers ---
@@ -69,7 +69,7 @@ def _ellipse(mean, cov, radius: float, **kwargs):
 def _labelled(post: Posterior, em: GMMParams | None, relabel: bool):
     """Posterior (and EM) with matched labels: EM's labelling when EM is given."""
     if em is not None:
-        em, post, _ = _match(em, post, relabel)
+        em, post, _ = match_labels(em, post, relabel)
     elif relabel and post.relabel_method is None and post.n_components > 1:
         post = post.relabel()  # against post.reference, or the highest-likelihood draw
     return em, post

@@ -6,13 +6,13 @@ import warnings
 
 import numpy as np
 
-from bayesgmm.compare import _check_posterior, _em_params
-from bayesgmm.params import GMMParams
+from bayesgmm._core.params import GMMParams
+from bayesgmm.bayes._posterior import Posterior
+from bayesgmm.diagnostics._checks import check_posterior, point_params
+from bayesgmm.diagnostics._ppc import ppc_replicates
 from bayesgmm.plots._common import (
     _labelled,
 )
-from bayesgmm.posterior import Posterior
-from bayesgmm.ppc import ppc_replicates
 
 
 # -------------------------------------------------------------------- trace ---
@@ -44,8 +44,8 @@ def plot_trace(
     """
     import arviz as az
 
-    post = _check_posterior(post)
-    em_p = None if em is None else _em_params(em)
+    post = check_posterior(post)
+    em_p = None if em is None else point_params(em)
     em_p, post = _labelled(post, em_p, relabel)
     idata = post.to_arviz()
     if em_p is not None and "lines" not in kwargs:
@@ -107,7 +107,7 @@ def plot_ppc(
     """Posterior predictive check: replicated statistics against the observed ones.
 
     For ``n_draws`` thinned posterior draws a data set of ``N`` rows is drawn
-    and summarised (see :func:`bayesgmm.ppc.ppc_statistics`). Each panel is
+    and summarised (see :func:`bayesgmm.ppc_statistics`). Each panel is
     the histogram of one replicated statistic with the observed value as a red
     line and the posterior predictive p-value ``P(T(X_rep) >= T(X))`` in the title.
 
@@ -116,7 +116,7 @@ def plot_ppc(
     X : array-like of shape (N, D), or None for ``post.X``
     post : Posterior
     statistics : sequence of str
-        Among :data:`bayesgmm.compare.PPC_STATISTICS`, and ``"correlation"``
+        Among :data:`bayesgmm.diagnostics.PPC_STATISTICS`, and ``"correlation"``
         (one panel per pair of selected features) for ``D >= 2``.
     features : sequence of int, optional
         Default: the first (up to) three features.
@@ -130,7 +130,7 @@ def plot_ppc(
     """
     import matplotlib.pyplot as plt
 
-    post = _check_posterior(post)
+    post = check_posterior(post)
     D = post.n_features
     feats = tuple(range(min(D, 3))) if features is None else tuple(int(f) for f in features)
     names, observed, rep = ppc_replicates(X, post, n_draws=n_draws, seed=seed)

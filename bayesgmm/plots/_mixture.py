@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayesgmm._precision import x64
-from bayesgmm.compare import _check_posterior, _em_params
+from bayesgmm._core._precision import x64
+from bayesgmm.bayes._posterior import Posterior
+from bayesgmm.diagnostics._checks import check_posterior, point_params, thin_draws
 from bayesgmm.plots._common import (
     _axes,
     _check_features,
@@ -16,8 +17,6 @@ from bayesgmm.plots._common import (
     _labelled,
     _marginal,
 )
-from bayesgmm.posterior import Posterior
-from bayesgmm.ppc import _thin
 
 
 # ------------------------------------------------------------------ density ---
@@ -63,13 +62,13 @@ def plot_density_1d(
     -------
     matplotlib Axes
     """
-    em_p = _em_params(em)
-    post = _check_posterior(post, em_p)
+    em_p = point_params(em)
+    post = check_posterior(post, em_p)
     D = post.n_features
     (f,) = _check_features(feature, D, 1)
     x = _data(X, D)[:, f]
     em_m = _marginal(em_p, [f])
-    draws = _marginal(_thin(post.params, n_draws), [f])
+    draws = _marginal(thin_draws(post.params, n_draws), [f])
     span = x.max() - x.min() if x.size > 1 else 1.0
     grid = np.linspace(x.min() - 0.15 * span, x.max() + 0.15 * span, int(grid_size))
     dens = np.exp(np.asarray(draws.log_prob(grid[:, None]), dtype=np.float64))  # (n, G)
@@ -128,7 +127,7 @@ def plot_ellipses(
 
     Each ellipse holds ``level`` of its Gaussian's mass in the two chosen
     features (radius ``sqrt(chi2_2^{-1}(level))`` in Mahalanobis units, about
-    2.45 for 95%). Components are matched as in :func:`bayesgmm.compare.compare`
+    2.45 for 95%). Components are matched as in :func:`bayesgmm.em_vs_posterior`
     and coloured alike, so a draw's ellipse shares its EM component's colour.
     The axes' limits frame the data and the EM ellipses (draws outside them,
     e.g. of a nearly empty component, are cut off); change them with
@@ -153,8 +152,8 @@ def plot_ellipses(
     from matplotlib.lines import Line2D
     from scipy.stats import chi2
 
-    em_p = _em_params(em)
-    post = _check_posterior(post, em_p)
+    em_p = point_params(em)
+    post = check_posterior(post, em_p)
     D, K = post.n_features, post.n_components
     if D < 2:
         raise ValueError("plot_ellipses needs D >= 2 features; for 1-D data use plot_density_1d.")
@@ -162,7 +161,7 @@ def plot_ellipses(
     data = _data(X, D)[:, list(feats)]
     em_p, post = _labelled(post, em_p, relabel)
     em_m = _marginal(em_p, feats).to_numpy()
-    draws = _marginal(_thin(post.params, n_draws), feats).to_numpy()
+    draws = _marginal(thin_draws(post.params, n_draws), feats).to_numpy()
     radius = float(np.sqrt(chi2.ppf(level, 2)))
 
     ax = _axes(ax)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayesgmm._precision import x64
-from bayesgmm.compare import _check_posterior, _em_params, compare
-from bayesgmm.membership import posterior_membership
+from bayesgmm._core._precision import x64
+from bayesgmm.bayes._posterior import Posterior
+from bayesgmm.diagnostics._checks import check_posterior, point_params
+from bayesgmm.diagnostics._em_vs_posterior import em_vs_posterior
+from bayesgmm.diagnostics._membership import posterior_membership
 from bayesgmm.plots._common import (
     _axes,
     _check_features,
@@ -16,7 +18,6 @@ from bayesgmm.plots._common import (
     _labelled,
     _to_rgba,
 )
-from bayesgmm.posterior import Posterior
 
 
 # --------------------------------------------------------------- parameters ---
@@ -33,7 +34,7 @@ def plot_parameters(
 ):
     """Forest of posterior HDIs per parameter entry, with the EM value marked.
 
-    Built from :func:`bayesgmm.compare.compare` (pass ``table`` to reuse one).
+    Built from :func:`bayesgmm.em_vs_posterior` (pass ``table`` to reuse one).
     Each row: the HDI as a line, the posterior mean as a dot in the
     component's colour, the EM value as a diamond, black when inside the HDI
     and red when outside.
@@ -51,7 +52,7 @@ def plot_parameters(
         Plot ``(value - posterior mean) / posterior sd`` so that entries on very
         different scales share one axis (the EM diamond is then at ``z``).
     table : pandas.DataFrame, optional
-        Output of ``compare(em, post)``.
+        Output of ``em_vs_posterior(em, post)``.
     relabel : bool
 
     Returns
@@ -62,8 +63,8 @@ def plot_parameters(
 
     if table is None:
         if post is None:
-            raise ValueError("plot_parameters needs post (or table=compare(em, post)).")
-        table = compare(em, post, hdi_prob=hdi_prob, relabel=relabel)
+            raise ValueError("plot_parameters needs post (or table=em_vs_posterior(em, post)).")
+        table = em_vs_posterior(em, post, hdi_prob=hdi_prob, relabel=relabel)
     hdi_prob = float(table.attrs.get("hdi_prob", hdi_prob))
     rows = table[table.parameter.isin(list(parameters))].reset_index(drop=True)
     if rows.empty:
@@ -157,8 +158,8 @@ def plot_assignments(
     """
     from matplotlib.lines import Line2D
 
-    post = _check_posterior(post)
-    em_p = None if em is None else _em_params(em)
+    post = check_posterior(post)
+    em_p = None if em is None else point_params(em)
     _, post = _labelled(post, em_p, relabel)
     D, K = post.n_features, post.n_components
     feats = (0,) if D == 1 else _check_features(features, D, len(np.atleast_1d(features)))

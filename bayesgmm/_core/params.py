@@ -1,0 +1,283 @@
+"""The one parameter structure shared by EM, MAP and every posterior draw."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesgmm._core import _mixture, _pytree
+from bayesgmm._core._precision import resolve_dtype, x64
+from bayesgmm._core._validation import check_data, check_positive_int
+
+
+def _is_tracer(x) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class GMMParams:
+    """Parameters of a Gaussian mixture, with optional leading batch axes.
+
+    An EM fit, a MAP fit and a posterior sample are all ``GMMParams``; they differ
+    only in their batch axes (none for a point estimate, ``(chain, draw)`` for
+    MCMC output). Covariances are always stored as full matrices, whatever the
+    covariance structure of the model that produced them.
+
+    ``GMMParams`` is a JAX pytree: ``jax.jit``, ``jax.vmap`` and ``jax.tree.map``
+    work on it. It is validated on construction from concrete values (shapes,
+    weights on the simplex, covariances symmetric positive definite), never under
+    ``jit``. Pytree operations (``tree.map``, ``vmap`` outputs) bypass validation.
+
+    Parameters
+    ----------
+    weights : array-like of shape (..., K)
+        Mixing weights: non-negative, summing to one along the last axis.
+    means : array-like of shape (..., K, D)
+        Component means.
+    covariances : array-like of shape (..., K, D, D)
+        Component covariance matrices, symmetric positive definite.
+
+    Examples
+    --------
+    >>> import numpy as np, jax
+    >>> from bayesgmm import GMMParams
+    >>> p = GMMParams(weights=[0.3, 0.7], means=[[0.0], [4.0]],
+    ...               covariances=[[[1.0]], [[0.5]]])
+    >>> p
+    GMMParams(weights (2,), means (2, 1), covariances (2, 1, 1), dtype=float64)
+    >>> p.log_prob(np.array([[0.0], [4.0]])).shape
+    (2,)
+    >>> X, labels = p.sample(jax.random.key(0), 5)
+    >>> X.shape, labels.shape
+    ((5, 1), (5,))
+    """
+
+    weights: jax.Array
+    means: jax.Array
+    covariances: jax.Array
+
+    @x64
+    def __post_init__(self) -> None:
+        leaves = (self.weights, self.means, self.covariances)
+        if any(_is_tracer(leaf) for leaf in leaves):
+            return
+        w, m, c = _validate(*leaves)
+        object.__setattr__(self, "weights", w)
+        object.__setattr__(self, "means", m)
+        object.__setattr__(self, "covariances", c)
+
+    # -- construction without validation (pytree unflattening, internal use) --
+    @classmethod
+    def _unchecked(cls, weights, means, covariances) -> GMMParams:
+        return _pytree.unchecked(cls, weights, means, covariances)
+
+    def __reduce__(self):
+        # Pickle as NumPy arrays and rebuild under x64, so float64 survives
+        # unpickling whatever the user's JAX setting is.
+        return (
+            _pytree.restore,
+            (GMMParams, *(np.asarray(leaf) for leaf in jax.tree.leaves(self))),
+        )
+
+    # -- shape information --
+    @property
+    def n_components(self) -> int:
+        """Number of mixture components ``K``."""
+        return int(self.weights.shape[-1])
+
+    @property
+    def n_features(self) -> int:
+        """Dimension ``D`` of the data."""
+        return int(self.means.shape[-1])
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Leading batch axes, e.g. ``(chain, draw)``; ``()`` for a point estimate."""
+        return tuple(self.weights.shape[:-1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Floating dtype of the parameters."""
+        return np.dtype(self.means.dtype)
+
+    def __repr__(self) -> str:
+        return (
+            f"GMMParams(weights {tuple(self.weights.shape)}, means {tuple(self.means.shape)}, "
+            f"covariances {tuple(self.covariances.shape)}, dtype={self.dtype})"
+        )
+
+    def __getitem__(self, index) -> GMMParams:
+        """Index the batch axes: ``post.params[0, 10]`` is chain 0, draw 10."""
+        if not self.batch_shape:
+            raise IndexError("these GMMParams have no batch axes to index")
+        idx = index if isinstance(index, tuple) else (index,)
+        if any(i is Ellipsis for i in idx):
+            raise IndexError("indexing GMMParams with ... is ambiguous; index batch axes only")
+        if len(idx) > len(self.batch_shape):
+            raise IndexError(
+                f"too many indices ({len(idx)}) for batch shape {self.batch_shape}; "
+                "GMMParams indexing selects draws, not components"
+            )
+        return jax.tree.map(lambda leaf: leaf[idx], self)
+
+    def flatten_batch(self) -> GMMParams:
+        """The same parameters with all batch axes merged into one.
+
+        Returns
+        -------
+        GMMParams with batch shape ``(prod(batch_shape),)``
+            ``(1,)`` for unbatched parameters; draws in C order (chain-major).
+        """
+        nb = len(self.batch_shape)
+        return jax.tree.map(lambda leaf: leaf.reshape((-1, *leaf.shape[nb:])), self)
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        """The three arrays as a dict of NumPy arrays."""
+        return {
+            "weights": np.asarray(self.weights),
+            "means": np.asarray(self.means),
+            "covariances": np.asarray(self.covariances),
+        }
+
+    def astype(self, dtype) -> GMMParams:
+        """A copy in another floating dtype (``"float64"`` or ``"float32"``)."""
+        dt = resolve_dtype(dtype)
+        with jax.enable_x64(True):
+            return jax.tree.map(lambda leaf: jnp.asarray(leaf, dtype=dt), self)
+
+    # -- densities and sampling (the maths is in bayesgmm._core._mixture) --
+    def _rows(self, X):
+        return jax.numpy.asarray(check_data(X, dtype=self.dtype, n_features=self.n_features))
+
+    @x64
+    def log_prob_components(self, X) -> jax.Array:
+        """Joint log density ``log w_k + log N(x_n | mu_k, Sigma_k)`` of each row and component.
+
+        Parameters
+        ----------
+        X : array-like of shape (N, D)
+
+        Returns
+        -------
+        array of shape (..., N, K)
+        """
+        return _mixture.log_prob_components_jit(self, self._rows(X))
+
+    @x64
+    def log_prob(self, X) -> jax.Array:
+        """Log density of each row of ``X`` under the mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (N, D)
+            A 1-D array is read as N values of one feature when ``D == 1``.
+
+        Returns
+        -------
+        array of shape (..., N)
+            One value per row, for each set of parameters in the batch.
+        """
+        return _mixture.log_prob_jit(self, self._rows(X))
+
+    @x64
+    def responsibilities(self, X) -> jax.Array:
+        """Posterior membership probabilities ``P(z = k | x)`` of each row.
+
+        Parameters
+        ----------
+        X : array-like of shape (N, D)
+
+        Returns
+        -------
+        array of shape (..., N, K)
+            Rows sum to one.
+        """
+        return _mixture.responsibilities_jit(self, self._rows(X))
+
+    @x64
+    def sample(self, key: jax.Array, n_samples: int) -> tuple[jax.Array, jax.Array]:
+        """Draw new data from the mixture.
+
+        Parameters
+        ----------
+        key : jax.random key
+        n_samples : int
+
+        Returns
+        -------
+        X : array of shape (..., n_samples, D)
+        labels : int array of shape (..., n_samples)
+            The component each row was drawn from; each set of parameters in
+            the batch draws its own data set.
+        """
+        return _mixture.sample_batched(key, self, check_positive_int("n_samples", n_samples))
+
+
+_pytree.register(GMMParams)
+
+
+def _validate(weights, means, covariances):
+    """Check shapes and constraints of concrete parameters; return JAX arrays."""
+    arrays = {}
+    for name, value in (("weights", weights), ("means", means), ("covariances", covariances)):
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"GMMParams.{name} must be real numbers; got dtype {arr.dtype}.")
+        arrays[name] = arr
+    dtype = np.result_type(*arrays.values(), np.float32)
+    if dtype not in (np.float32, np.float64):
+        dtype = np.dtype(np.float64)
+    w, m, c = (np.asarray(a, dtype=dtype) for a in arrays.values())
+
+    if w.ndim < 1:
+        raise ValueError("GMMParams.weights must have shape (..., K); got a scalar.")
+    batch, K = w.shape[:-1], w.shape[-1]
+    if K < 1:
+        raise ValueError("GMMParams needs at least one component; weights has K = 0.")
+    if m.ndim != w.ndim + 1 or m.shape[:-1] != w.shape:
+        raise ValueError(
+            f"GMMParams.means must have shape (..., K, D) = {(*batch, K)} + (D,) to match "
+            f"weights {w.shape}; got {m.shape}."
+        )
+    D = m.shape[-1]
+    if c.shape != (*batch, K, D, D):
+        raise ValueError(
+            f"GMMParams.covariances must have shape (..., K, D, D) = {(*batch, K, D, D)} "
+            f"(always full matrices, whatever the covariance structure); got {c.shape}."
+        )
+    for name, arr in (("weights", w), ("means", m), ("covariances", c)):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"GMMParams.{name} contains NaN or infinite values.")
+
+    tol = float(np.sqrt(np.finfo(dtype).eps))
+    if (w < 0).any():
+        raise ValueError(f"GMMParams.weights must be non-negative; smallest is {w.min():g}.")
+    total = w.sum(axis=-1)
+    if np.abs(total - 1).max() > tol * max(K, 1):
+        worst = total.ravel()[np.argmax(np.abs(total - 1).ravel())]
+        raise ValueError(
+            f"GMMParams.weights must sum to 1 over components; a set sums to {worst:.10g}. "
+            "Normalise with weights / weights.sum(-1, keepdims=True)."
+        )
+    scale = np.abs(c).max(axis=(-2, -1), keepdims=True)
+    asym = np.abs(c - np.swapaxes(c, -1, -2)) > tol * np.maximum(scale, np.finfo(dtype).tiny)
+    if asym.any():
+        where = np.argwhere(asym.any(axis=(-2, -1)))[0]
+        raise ValueError(
+            f"GMMParams.covariances[{', '.join(map(str, where))}] is not symmetric; "
+            "pass (C + C.T) / 2 if the asymmetry is rounding."
+        )
+    try:
+        np.linalg.cholesky(c.astype(np.float64))
+    except np.linalg.LinAlgError:
+        eig = np.linalg.eigvalsh(c.astype(np.float64))
+        where = np.argwhere(eig.min(axis=-1) <= 0)[0]
+        raise ValueError(
+            f"GMMParams.covariances[{', '.join(map(str, where))}] is not positive definite "
+            f"(smallest eigenvalue {eig.min():.3g}); add a small multiple of the identity "
+            "(as reg_covar does) or fix the matrix."
+        ) from None
+    return jnp.asarray(w), jnp.asarray(m), jnp.asarray(c)

@@ -1,0 +1,254 @@
+"""The conjugate prior shared by MAP-EM and the Bayesian (NumPyro) model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import gammaln, xlogy
+
+from bayesgmm._core import _pytree
+from bayesgmm._core import covariance as _cov
+from bayesgmm._core._precision import resolve_dtype, x64
+from bayesgmm._core._validation import check_data, check_n_components, check_sample_weight
+from bayesgmm._core.params import GMMParams
+
+__all__ = ["Prior", "default_prior", "log_prior"]
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class Prior:
+    """Dirichlet prior on the weights, Normal-Inverse-Wishart on each component.
+
+    ``weights ~ Dirichlet(weight_concentration)``; for the ``full`` structure
+    ``Sigma_k ~ InvWishart(dof, scale)`` and ``mu_k | Sigma_k ~ N(mean,
+    Sigma_k / mean_precision)``. The other structures use the matching
+    conjugate pieces (see :mod:`bayesgmm.covariance`). The same object drives
+    MAP-EM (``fit_em(..., prior=prior)``) and the NumPyro model, so the MAP-EM
+    estimate is the mode of the posterior that NUTS samples.
+
+    Parameters
+    ----------
+    weight_concentration : array of shape (K,)
+        Dirichlet concentration ``alpha``; MAP-EM needs every ``alpha >= 1``
+        (below 1 the mode sits on the boundary of the simplex).
+    mean : array of shape (D,)
+        Prior mean ``m0`` of the component means.
+    mean_precision : float
+        Shrinkage ``kappa > 0``: the prior on a mean is worth ``kappa`` observations.
+    dof : float
+        Inverse-Wishart degrees of freedom ``nu > D - 1``.
+    scale : array of shape (D, D)
+        Inverse-Wishart scale matrix ``Psi``, symmetric positive definite.
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> X = bg.datasets.load_faithful()
+    >>> prior = bg.Prior.default(X, n_components=3)
+    >>> prior.n_components, prior.n_features, float(prior.dof)
+    (3, 2, 4.0)
+    """
+
+    weight_concentration: jax.Array
+    mean: jax.Array
+    mean_precision: jax.Array
+    dof: jax.Array
+    scale: jax.Array
+
+    @x64
+    def __post_init__(self) -> None:
+        leaves = (self.weight_concentration, self.mean, self.mean_precision, self.dof, self.scale)
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+            return
+        for name, value in zip(
+            ("weight_concentration", "mean", "mean_precision", "dof", "scale"), leaves, strict=True
+        ):
+            arr = np.asarray(value)
+            if arr.dtype.kind not in "biuf" or not np.isfinite(arr).all():
+                raise ValueError(f"Prior.{name} must be finite real numbers; got {value!r}.")
+        dtype = np.result_type(np.asarray(self.mean), np.asarray(self.scale), np.float32)
+        alpha = np.atleast_1d(np.asarray(self.weight_concentration, dtype=dtype))
+        mean = np.asarray(self.mean, dtype=dtype)
+        kappa = np.asarray(self.mean_precision, dtype=dtype)
+        nu = np.asarray(self.dof, dtype=dtype)
+        scale = np.asarray(self.scale, dtype=dtype)
+        if alpha.ndim != 1 or (alpha <= 0).any():
+            raise ValueError(
+                f"Prior.weight_concentration must be a positive vector of length K; got {alpha}."
+            )
+        if mean.ndim != 1:
+            raise ValueError(f"Prior.mean must have shape (D,); got {mean.shape}.")
+        D = mean.shape[0]
+        if scale.shape != (D, D):
+            raise ValueError(f"Prior.scale must have shape (D, D) = {(D, D)}; got {scale.shape}.")
+        if kappa.ndim != 0 or kappa <= 0:
+            raise ValueError(f"Prior.mean_precision must be a positive scalar; got {kappa}.")
+        if nu.ndim != 0 or nu <= D - 1:
+            raise ValueError(
+                f"Prior.dof must be a scalar greater than D - 1 = {D - 1}; got {nu}. "
+                f"The default is D + 2 = {D + 2}."
+            )
+        if not np.allclose(scale, scale.T) or np.linalg.eigvalsh(scale).min() <= 0:
+            raise ValueError("Prior.scale must be symmetric positive definite.")
+        for name, value in (
+            ("weight_concentration", alpha),
+            ("mean", mean),
+            ("mean_precision", kappa),
+            ("dof", nu),
+            ("scale", scale),
+        ):
+            object.__setattr__(self, name, jnp.asarray(value))
+
+    @classmethod
+    @x64
+    def default(
+        cls,
+        X,
+        n_components: int,
+        *,
+        sample_weight=None,
+        weight_concentration: float = 1.0,
+        mean_precision: float = 0.01,
+        dof: float | None = None,
+        dtype=None,
+    ) -> Prior:
+        """Weakly informative data-dependent prior in the style of Fraley & Raftery (2007).
+
+        The prior mean is the (weighted) data mean with shrinkage
+        ``mean_precision = 0.01``; the Inverse-Wishart has ``dof = D + 2`` and
+        scale ``cov(X) / K^(2/D)``: a component is a priori about as wide as
+        one of ``K`` equal cells that tile the data. Weights get a flat
+        Dirichlet (``weight_concentration = 1``).
+
+        Parameters
+        ----------
+        X : array-like of shape (N, D)
+        n_components : int
+        sample_weight : array-like of shape (N,), optional
+        weight_concentration, mean_precision, dof : float, optional
+            Override the defaults.
+        dtype : {None, "float64", "float32"}
+
+        Returns
+        -------
+        Prior
+        """
+        dt = resolve_dtype(dtype, X)
+        data = check_data(X, dtype=dt)
+        K = check_n_components(n_components, max(data.shape[0], 1))
+        w = check_sample_weight(sample_weight, data.shape[0], dt)
+        return default_prior(
+            data,
+            w,
+            K,
+            weight_concentration=weight_concentration,
+            mean_precision=mean_precision,
+            dof=dof,
+        )
+
+    def __reduce__(self):
+        # Pickle as NumPy arrays, rebuilt under x64 (float64 survives unpickling).
+        return (_pytree.restore, (Prior, *(np.asarray(leaf) for leaf in jax.tree.leaves(self))))
+
+    @property
+    def n_components(self) -> int:
+        return int(self.weight_concentration.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.mean.shape[0])
+
+    def __repr__(self) -> str:
+        alpha = np.asarray(self.weight_concentration)
+        a = f"{alpha[0]:g}" if np.all(alpha == alpha[0]) else str(alpha)
+        return (
+            f"Prior(K={self.n_components}, D={self.n_features}, weight_concentration={a}, "
+            f"mean_precision={float(self.mean_precision):g}, dof={float(self.dof):g})"
+        )
+
+    def check(self, n_components: int, n_features: int, *, for_map: bool = False) -> Prior:
+        """Raise ``ValueError`` unless this prior fits ``K`` components in ``D`` features."""
+        if self.n_features != n_features or self.n_components != n_components:
+            raise ValueError(
+                f"the prior was built for K={self.n_components}, D={self.n_features} but the "
+                f"model has K={n_components}, D={n_features}; build it with "
+                "Prior.default(X, n_components) for this data and K."
+            )
+        if for_map and bool((self.weight_concentration < 1).any()):
+            raise ValueError(
+                "MAP-EM needs weight_concentration >= 1: below 1 the posterior mode of the "
+                "weights lies on the boundary of the simplex. Use weight_concentration=1 "
+                "for MAP-EM (the NumPyro model accepts any positive value)."
+            )
+        return self
+
+    def astype(self, dtype) -> Prior:
+        with jax.enable_x64(True):
+            return jax.tree.map(lambda leaf: jnp.asarray(leaf, dtype=resolve_dtype(dtype)), self)
+
+    @x64
+    def log_prob(self, params: GMMParams, covariance_type: str = "full") -> jax.Array:
+        """Log prior density of unbatched ``params`` under ``covariance_type``.
+
+        The density is with respect to the weights, means and the free entries
+        of the covariance structure (full matrices for ``full``/``tied``,
+        variances for ``diag``/``spherical``).
+        """
+        return log_prior_jit(self, params, _cov.get(covariance_type))
+
+
+def default_prior(
+    data: np.ndarray,
+    w: np.ndarray,
+    n_components: int,
+    *,
+    weight_concentration: float = 1.0,
+    mean_precision: float = 0.01,
+    dof: float | None = None,
+) -> Prior:
+    """:meth:`Prior.default` on data and weights that are already validated (no copy)."""
+    dt = data.dtype
+    D = data.shape[1]
+    mean = (w @ data) / w.sum()
+    diff = data - mean
+    cov = (diff * w[:, None]).T @ diff / w.sum()
+    if np.linalg.eigvalsh(cov).min() <= 1e-12 * max(np.trace(cov), 1e-300):
+        raise ValueError(
+            "Prior.default: the data covariance is singular (a constant column, or "
+            "fewer distinct rows than features); build a Prior with an explicit scale."
+        )
+    return Prior(
+        weight_concentration=np.full(n_components, weight_concentration, dtype=dt),
+        mean=mean,
+        mean_precision=np.asarray(mean_precision, dtype=dt),
+        dof=np.asarray(D + 2.0 if dof is None else dof, dtype=dt),
+        scale=cov / n_components ** (2.0 / D),
+    )
+
+
+def log_dirichlet(weights, concentration):
+    """Log density of ``Dirichlet(concentration)`` at ``weights`` (last axis)."""
+    return (
+        gammaln(concentration.sum(-1))
+        - gammaln(concentration).sum(-1)
+        + xlogy(concentration - 1.0, weights).sum(-1)
+    )
+
+
+def log_prior(prior: Prior, params: GMMParams, covariance_type: str = "full"):
+    """Log prior density of unbatched ``params`` (jit-compatible)."""
+    structure = _cov.get(covariance_type)
+    return log_dirichlet(params.weights, prior.weight_concentration) + structure.log_prior(
+        params.means, params.covariances, prior
+    )
+
+
+#: :func:`log_prior` compiled as one program (one compilation per shape and
+#: structure, instead of one per primitive when it is called eagerly).
+log_prior_jit = jax.jit(log_prior, static_argnames="covariance_type")
+
+
+_pytree.register(Prior)

@@ -1,0 +1,259 @@
+"""The one NUTS engine: compiled once per model and shape class, data as arguments.
+
+Every NUTS run in bayesgmm goes through :func:`run_nuts`
+(:func:`bayesgmm.sample_posterior`, simulation-based calibration in
+:mod:`bayesgmm.calibration`). It drives NumPyro's functional NUTS kernel
+(``numpyro.infer.hmc.hmc`` with ``potential_fn_gen``): the data, sample weights
+and prior enter the compiled programs as *arguments*, so a program compiled
+for one data set serves every data set of the same shapes in the process.
+The chains advance together under ``jax.vmap`` (``"vectorized"``), one after
+another (``"sequential"``) or on one device each (``"parallel"``, ``jax.pmap``).
+
+A run is three kinds of compiled program, cached by the model and the static
+settings (:func:`_engine`): the initial state of every chain, ``length``
+transitions of every chain in a ``lax.scan`` (warmup adapts the step size and
+the diagonal mass matrix, as NumPyro's ``NUTS`` does), and the map from
+unconstrained coordinates back to the model's sites. With a progress bar the
+transitions run in about twenty chunks with the bar updated between them; the
+draws are the same with or without it, since the chains' random keys travel
+in their state.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["CHAIN_METHODS", "SAMPLE_STATS", "NUTSRun", "run_nuts"]
+
+#: Chain methods accepted by :func:`run_nuts`; the first is the default.
+CHAIN_METHODS = ("vectorized", "sequential", "parallel")
+
+#: Per-transition statistics returned by :func:`run_nuts`, each of shape (chain, draw).
+SAMPLE_STATS = (
+    "diverging",
+    "energy",
+    "n_steps",
+    "tree_depth",
+    "accept_prob",
+    "step_size",
+    "potential_energy",
+)
+
+# Transitions per progress-bar update, as a fraction of the whole run.
+_PROGRESS_UPDATES = 20
+
+
+class NUTSRun(NamedTuple):
+    """What :func:`run_nuts` returns (NumPy arrays, chains first)."""
+
+    sites: dict[str, np.ndarray]  # the kept sites, each (chain, draw, ...)
+    stats: dict[str, np.ndarray]  # SAMPLE_STATS, each (chain, draw)
+
+
+@functools.lru_cache(maxsize=64)
+def _engine(model, num_warmup: int, target_accept_prob: float, sites: tuple[str, ...]):
+    """The compiled programs of one model under one adaptation schedule.
+
+    ``model(*args)`` is a NumPyro model whose data arrive in ``args``; it must
+    be hashable and equal across calls for the programs to be reused (a
+    module-level function, or a :class:`BoundModel`).
+    """
+    from numpyro.infer.hmc import hmc
+    from numpyro.infer.util import constrain_fn, potential_energy
+
+    def potential_fn_gen(*args):
+        return functools.partial(potential_energy, model, args, {})
+
+    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
+
+    def init_one(key, z0, args):
+        return init_kernel(
+            z0,
+            num_warmup,
+            target_accept_prob=target_accept_prob,
+            model_args=args,
+            rng_key=key,
+        )
+
+    def advance_one(state, args, length: int):
+        def step(s, _):
+            s = sample_kernel(s, model_args=args)
+            return s, (
+                s.z,
+                s.diverging,
+                s.energy,
+                s.num_steps,
+                s.accept_prob,
+                s.adapt_state.step_size,
+                s.potential_energy,
+            )
+
+        return jax.lax.scan(step, state, None, length=length)
+
+    def constrain_one(z, args):
+        values = constrain_fn(model, args, {}, z, return_deterministic=True)
+        return {name: values[name] for name in sites}
+
+    @functools.lru_cache(maxsize=16)
+    def programs(method: str, length: int):
+        lift = jax.pmap if method == "parallel" else lambda f, **kw: jax.jit(jax.vmap(f, **kw))
+        init = lift(init_one, in_axes=(0, 0, None))
+        advance = lift(functools.partial(advance_one, length=length), in_axes=(0, None))
+        # constrain every draw of every chain: vmap over draws inside the chain map
+        constrain = lift(jax.vmap(constrain_one, in_axes=(0, None)), in_axes=(0, None))
+        return init, advance, constrain
+
+    return programs
+
+
+def _chunks(total: int, progress: bool) -> list[int]:
+    if not progress or total == 0:
+        return [total] if total else []
+    size = max(1, math.ceil(total / _PROGRESS_UPDATES))
+    return [size] * (total // size) + ([total % size] if total % size else [])
+
+
+def _progress(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, leave=True)
+
+
+def _run_chains(programs, method, keys, z0, args, num_warmup, num_samples, thin, bar):
+    """Warmup and sampling of the chains in ``keys``/``z0``; outputs on the host."""
+    init, _, _ = programs(method, 0)
+    state = init(keys, z0, args)
+    collected = []
+    for phase, total in (("warmup", num_warmup), ("sample", num_samples)):
+        for length in _chunks(total, bar is not None):
+            _, advance, _ = programs(method, length)
+            if bar is not None:
+                bar.set_description(
+                    f"{phase} (compiling once per shape)"
+                    if not collected and phase == "warmup" and bar.n == 0
+                    else phase
+                )
+            state, out = advance(state, args)
+            if phase == "sample":
+                collected.append(out)
+            if bar is not None:
+                jax.block_until_ready(out)
+                bar.update(length)
+    z, diverging, energy, n_steps, accept, step, potential = (
+        jax.tree.map(lambda *leaves: jnp.concatenate(leaves, axis=1), *parts)
+        for parts in zip(*collected, strict=True)
+    )
+    keep = slice(None, None, thin)
+    z = jax.tree.map(lambda leaf: leaf[:, keep], z)
+    _, _, constrain = programs(method, 0)
+    sites = {name: np.asarray(value) for name, value in constrain(z, args).items()}
+    n_steps = np.asarray(n_steps[:, keep])
+    stats = {
+        "diverging": np.asarray(diverging[:, keep]),
+        "energy": np.asarray(energy[:, keep]),
+        "n_steps": n_steps,
+        "tree_depth": np.floor(np.log2(np.maximum(n_steps, 1))).astype(np.int64) + 1,
+        "accept_prob": np.asarray(accept[:, keep]),
+        "step_size": np.asarray(step[:, keep]),
+        "potential_energy": np.asarray(potential[:, keep]),
+    }
+    return sites, stats
+
+
+def run_nuts(
+    model,
+    args: tuple,
+    z0: dict,
+    key,
+    *,
+    num_warmup: int,
+    num_samples: int,
+    thin: int = 1,
+    target_accept_prob: float = 0.8,
+    chain_method: str = "vectorized",
+    progress_bar: bool = False,
+    sites: tuple[str, ...] = ("weights", "means", "covariances"),
+    double: bool = True,
+) -> NUTSRun:
+    """Run NUTS chains of ``model(*args)`` from unconstrained starts ``z0``.
+
+    Parameters
+    ----------
+    model : callable
+        A NumPyro model taking the arrays of ``args``; hashable, and equal
+        across calls for the compiled programs to be reused.
+    args : tuple
+        The model's data (arrays, pytrees such as a ``Prior``, or None).
+    z0 : dict of str to array of shape (C, ...)
+        Unconstrained starting values of every latent site, one per chain.
+    key : jax.random key (raw uint32 or typed)
+    num_warmup, num_samples, thin : int
+        Adaptation transitions, kept transitions, and the stride of the kept draws.
+    target_accept_prob : float
+    chain_method : {"vectorized", "sequential", "parallel"}
+    progress_bar : bool
+        A tqdm bar on stderr, updated about twenty times.
+    sites : tuple of str
+        The model's sites (sample or deterministic) returned for every draw.
+    double : bool
+        Run with 64-bit types on (float64) or off (float32).
+
+    Returns
+    -------
+    NUTSRun
+        ``sites[name]`` of shape (C, ceil(num_samples / thin), ...) and the
+        :data:`SAMPLE_STATS` of the kept draws.
+    """
+    if num_warmup < 1:
+        raise ValueError("NUTS needs num_warmup >= 1 to adapt its step size.")
+    num_chains = int(next(iter(jax.tree.leaves(z0))).shape[0])
+    with jax.enable_x64(double):
+        programs = _engine(model, int(num_warmup), float(target_accept_prob), tuple(sites))
+        key = jax.random.wrap_key_data(key) if not _is_typed(key) else key
+        keys = jax.random.key_data(jax.random.split(key, num_chains))
+        total = num_warmup + num_samples
+        if chain_method == "sequential":
+            parts = []
+            for c in range(num_chains):
+                bar = _progress(total, f"chain {c + 1}/{num_chains}") if progress_bar else None
+                z_c = jax.tree.map(lambda leaf, c=c: leaf[c : c + 1], z0)
+                try:
+                    parts.append(
+                        _run_chains(
+                            programs,
+                            "vectorized",
+                            keys[c : c + 1],
+                            z_c,
+                            args,
+                            num_warmup,
+                            num_samples,
+                            thin,
+                            bar,
+                        )
+                    )
+                finally:
+                    if bar is not None:
+                        bar.close()
+            sites_out = {name: np.concatenate([p[0][name] for p in parts]) for name in parts[0][0]}
+            stats = {name: np.concatenate([p[1][name] for p in parts]) for name in parts[0][1]}
+            return NUTSRun(sites_out, stats)
+        bar = _progress(total, "warmup") if progress_bar else None
+        try:
+            sites_out, stats = _run_chains(
+                programs, chain_method, keys, z0, args, num_warmup, num_samples, thin, bar
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+    return NUTSRun(sites_out, stats)
+
+
+def _is_typed(key) -> bool:
+    return jnp.issubdtype(key.dtype, jax.dtypes.prng_key)

@@ -1,0 +1,125 @@
+"""The :class:`Posterior` container: posterior draws on the shared structure.
+
+Produced by :func:`bayesgmm.sample_posterior`. This module holds no maths and
+imports neither NumPyro nor ArviZ. Its methods :meth:`Posterior.relabel`,
+:meth:`Posterior.membership` and :meth:`Posterior.to_arviz` are the one
+documented upward convenience layer of the package: they import the
+diagnostics layer (``bayesgmm.diagnostics``) when called, so that a user can
+write ``post.relabel().to_arviz()``; nothing else in a lower layer imports a
+higher one (``tests/test_layout.py`` checks it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from bayesgmm._core.params import GMMParams
+from bayesgmm._core.priors import Prior
+
+__all__ = ["Posterior"]
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class Posterior:
+    """Posterior draws of a Gaussian mixture, as ``GMMParams`` with ``(chain, draw)`` axes.
+
+    Attributes
+    ----------
+    params : GMMParams
+        weights (C, S, K), means (C, S, K, D), covariances (C, S, K, D, D).
+    X : ndarray of shape (N, D)
+        The data the posterior conditions on (a copy).
+    sample_weight : ndarray of shape (N,)
+        Weights that scaled each observation's log-likelihood.
+    prior : Prior
+    covariance_type : str
+    reference : GMMParams or None
+        The EM/MAP estimate the chains started from, if any; the default
+        reference for relabelling and the point estimate carried to ArviZ.
+    reference_kind : str or None
+        ``"EM"`` or ``"MAP-EM"``: what ``reference`` is.
+    sample_stats : dict of str to ndarray of shape (C, S)
+        Sampler statistics (``diverging``, ``energy``, ``tree_depth``,
+        ``accept_prob``, ``step_size``, ``potential_energy`` where available).
+    permutations : ndarray of shape (C, S, K) or None
+        The component permutation applied to each draw by :meth:`relabel`
+        (``new[k] = old[perm[k]]``); None before relabelling.
+    relabel_method : str or None
+    fraction_permuted : float or None
+        Fraction of draws whose labels were changed by relabelling.
+    """
+
+    params: GMMParams
+    X: np.ndarray
+    sample_weight: np.ndarray
+    prior: Prior
+    covariance_type: str
+    reference: GMMParams | None = None
+    reference_kind: str | None = None
+    sample_stats: dict[str, np.ndarray] = field(default_factory=dict)
+    permutations: np.ndarray | None = None
+    relabel_method: str | None = None
+    fraction_permuted: float | None = None
+
+    @property
+    def num_chains(self) -> int:
+        return int(self.params.batch_shape[0])
+
+    @property
+    def num_draws(self) -> int:
+        return int(self.params.batch_shape[1])
+
+    @property
+    def n_components(self) -> int:
+        return self.params.n_components
+
+    @property
+    def n_features(self) -> int:
+        return self.params.n_features
+
+    @property
+    def num_divergences(self) -> int:
+        div = self.sample_stats.get("diverging")
+        return 0 if div is None else int(np.asarray(div).sum())
+
+    def replace(self, **changes) -> Posterior:
+        """A copy with some fields changed (the original is never mutated)."""
+        return replace(self, **changes)
+
+    def relabel(self, reference: GMMParams | None = None, method: str = "hungarian") -> Posterior:
+        """Undo label switching; a new Posterior (see :func:`bayesgmm.diagnostics.relabel`)."""
+        from bayesgmm.diagnostics._relabel import relabel
+
+        ref = self.reference if reference is None else reference
+        result = relabel(self.params, reference=ref, method=method, X=self.X)
+        return self.replace(
+            params=result.params,
+            permutations=result.permutations,
+            relabel_method=method,
+            fraction_permuted=result.fraction_permuted,
+        )
+
+    def membership(self, X=None, *, hdi_prob: float = 0.94):
+        """Posterior membership probabilities: ``(mean, hdi_low, hdi_high)``, each (N, K).
+
+        See :func:`bayesgmm.diagnostics.membership`; relabel first if labels switch.
+        """
+        from bayesgmm.diagnostics._membership import membership
+
+        return membership(self, X, hdi_prob=hdi_prob)
+
+    def to_arviz(self, *, posterior_predictive: bool = False, seed: int = 0):
+        """ArviZ ``InferenceData`` (see :func:`bayesgmm.to_inference_data`)."""
+        from bayesgmm.diagnostics._arviz_io import to_inference_data
+
+        return to_inference_data(self, posterior_predictive=posterior_predictive, seed=seed)
+
+    def __repr__(self) -> str:
+        rl = "" if self.relabel_method is None else f", relabelled={self.relabel_method!r}"
+        return (
+            f"Posterior(chains={self.num_chains}, draws={self.num_draws}, "
+            f"K={self.n_components}, D={self.n_features}, "
+            f"covariance_type={self.covariance_type!r}, divergences={self.num_divergences}{rl})"
+        )

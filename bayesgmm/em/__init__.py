@@ -1,0 +1,23 @@
+"""The EM engine: maximum likelihood and MAP-EM fits of Gaussian mixtures.
+
+- :func:`fit_em` and :class:`EMResult` (``_fit``): validation, the
+  standardising map, restarts, the result object.
+- ``_core``: the pure functional EM (``e_step``, ``m_step``, ``run_em`` in a
+  ``lax.while_loop``, restarts under ``vmap``). The M-step of each covariance
+  structure is an entry of :mod:`bayesgmm.covariance`'s registry.
+- ``_init``: k-means++, k-means and random initial responsibilities.
+- :class:`GaussianMixture` (``_estimator``): the scikit-learn estimator.
+"""
+
+from bayesgmm.em._fit import EMResult, fit_em, n_parameters
+
+__all__ = ["EMResult", "GaussianMixture", "fit_em", "n_parameters"]
+
+
+def __getattr__(name):
+    # The estimator imports scikit-learn's base classes: loaded on first use.
+    if name == "GaussianMixture":
+        from bayesgmm.em._estimator import GaussianMixture
+
+        return GaussianMixture
+    raise AttributeError(f"module 'bayesgmm.em' has no attribute {name!r}")

@@ -1,0 +1,295 @@
+"""Pure functional EM core: sufficient statistics, M-step, one step, the loop.
+
+Nothing here validates or converts; :mod:`bayesgmm.em` is the shell that does.
+Data arrive in blocks, ``X`` of shape (n_blocks, B, D) and ``w`` of shape
+(n_blocks, B) (padding rows carry weight 0), so that no intermediate is larger
+than ``B x K x D``. Restarts are vectorised with ``jax.vmap`` over keys.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from bayesgmm._core import _linalg
+from bayesgmm._core import covariance as _cov
+from bayesgmm._core._mixture import component_log_prob
+from bayesgmm._core.params import GMMParams
+from bayesgmm._core.priors import log_prior
+from bayesgmm.em._init import initial_responsibilities
+
+
+class Stats(NamedTuple):
+    """Weighted sufficient statistics of the E-step.
+
+    counts (K,), sums (K, D), outer (K, D, D), log_lik (), hard_log_resp ().
+    ``hard_log_resp`` is ``sum_n w_n log max_k r_nk`` (for ICL).
+    """
+
+    counts: jax.Array
+    sums: jax.Array
+    outer: jax.Array
+    log_lik: jax.Array
+    hard_log_resp: jax.Array
+
+
+class EMState(NamedTuple):
+    """Loop state of one EM run (one restart)."""
+
+    params: GMMParams  # parameters to evaluate next
+    good_params: GMMParams  # last parameters with a finite objective
+    n_iter: jax.Array  # M-steps done
+    prev_objective: jax.Array  # mean objective per unit weight at the previous step
+    converged: jax.Array
+    failed: jax.Array  # a non-finite objective was met
+    history: jax.Array  # (max_iter + 1,) total log-likelihood of params 0..n_iter
+    history_objective: jax.Array  # (max_iter + 1,) log-likelihood + log prior
+
+
+def _block_stats(xb, wb, resp_b):
+    """Statistics of one block from weighted responsibilities ``resp_b`` (B, K).
+
+    One GEMM gives the sums and the outer products together:
+    ``[x, 1]^T @ (r x)``, with ``(r x)[n, (d, k)] = r_nk x_nd`` of shape (B, D K)
+    and the contraction over the block's rows.
+    """
+    B, D = xb.shape
+    K = resp_b.shape[-1]
+    r = resp_b * wb[:, None]
+    rx = (xb[:, :, None] * r[:, None, :]).reshape(B, D * K)
+    x1_t = jnp.concatenate([xb.T, jnp.ones((1, B), xb.dtype)], axis=0)  # (D + 1, B)
+    m = (x1_t @ rx).reshape(D + 1, D, K)  # m[e, d, k] = sum_n x1_en r_nk x_nd
+    outer = jnp.transpose(m[:D], (2, 1, 0))
+    return r.sum(axis=0), m[D].T, outer
+
+
+def e_step(params: GMMParams, X, w) -> Stats:
+    """Sufficient statistics and log-likelihood of blocked data under ``params``."""
+    chol = _linalg.cholesky(params.covariances)
+    prec = _linalg.precision_cholesky(chol)
+    logdet = _linalg.logdet_from_cholesky(chol)
+    log_w = jnp.log(params.weights)
+    K, D = params.means.shape
+
+    def block(acc, xw):
+        xb, wb = xw
+        lp = component_log_prob(xb, params.means, prec, logdet) + log_w
+        # logsumexp and the responsibilities with one exp per entry: shifted by
+        # the row maximum, e = exp(lp - top) has a 1 in every finite row, so
+        # s = sum_k e >= 1, lse = top + log(s) and r = e / s (a softmax).
+        top = jnp.max(lp, axis=1)
+        top = jnp.where(jnp.isfinite(top), top, 0.0)
+        e = jnp.exp(lp - top[:, None])
+        s = jnp.sum(e, axis=1)
+        log_s = jnp.log(s)
+        counts, sums, outer = _block_stats(xb, wb, e / s[:, None])
+        used = wb > 0
+        ll = jnp.sum(jnp.where(used, wb * (top + log_s), 0.0))
+        # max_k log r_nk = (top - lse) = -log(s)
+        hard = -jnp.sum(jnp.where(used, wb * log_s, 0.0))
+        return jax.tree.map(jnp.add, acc, Stats(counts, sums, outer, ll, hard)), None
+
+    zero = jnp.zeros((), X.dtype)
+    init = Stats(
+        jnp.zeros(K, X.dtype),
+        jnp.zeros((K, D), X.dtype),
+        jnp.zeros((K, D, D), X.dtype),
+        zero,
+        zero,
+    )
+    stats, _ = jax.lax.scan(block, init, (X, w))
+    return stats
+
+
+def stats_from_responsibilities(X, w, resp) -> Stats:
+    """Statistics of blocked data for given responsibilities ``resp`` (n_blocks, B, K)."""
+
+    def block(acc, xwr):
+        counts, sums, outer = _block_stats(*xwr)
+        return (acc[0] + counts, acc[1] + sums, acc[2] + outer), None
+
+    K, D = resp.shape[-1], X.shape[-1]
+    init = (jnp.zeros(K, X.dtype), jnp.zeros((K, D), X.dtype), jnp.zeros((K, D, D), X.dtype))
+    (counts, sums, outer), _ = jax.lax.scan(block, init, (X, w, resp))
+    zero = jnp.zeros((), X.dtype)
+    return Stats(counts, sums, outer, zero, zero)
+
+
+def m_step(stats: Stats, structure: str, prior, reg_covar) -> GMMParams:
+    """Parameters maximising the expected complete-data log-likelihood (or posterior).
+
+    Means: ``(sum_n r_nk x_n + kappa m0) / (N_k + kappa)`` (``kappa = 0``
+    without a prior). Covariances: the registry's estimator applied to the
+    scatter matrices about those means, plus ``reg_covar * I``. Weights:
+    ``(N_k + alpha_k - 1) / (N + sum(alpha) - K)`` (``alpha = 1`` without a prior).
+    Empty components are guarded by ``10 * eps`` as in scikit-learn.
+    """
+    dtype = stats.sums.dtype
+    K, D = stats.sums.shape
+    counts = stats.counts + 10 * jnp.finfo(dtype).eps
+    if prior is None:
+        means = stats.sums / counts[:, None]
+        scatter = stats.outer - counts[:, None, None] * jnp.einsum("kd,ke->kde", means, means)
+        weights = counts / counts.sum()
+    else:
+        kappa, m0 = prior.mean_precision, prior.mean
+        means = (stats.sums + kappa * m0) / (counts + kappa)[:, None]
+        scatter = (
+            stats.outer
+            + kappa * jnp.outer(m0, m0)
+            - (counts + kappa)[:, None, None] * jnp.einsum("kd,ke->kde", means, means)
+        )
+        alpha = prior.weight_concentration
+        weights = (counts + alpha - 1.0) / (counts.sum() + alpha.sum() - K)
+    cov = _cov.get(structure).m_step(_linalg.symmetrize(scatter), counts, prior)
+    cov = cov + reg_covar * jnp.eye(D, dtype=dtype)
+    return GMMParams._unchecked(weights, means, cov)
+
+
+def objective(params: GMMParams, stats: Stats, structure: str, prior):
+    """Total log-likelihood plus, under a prior, the log prior density."""
+    if prior is None:
+        return stats.log_lik
+    return stats.log_lik + log_prior(prior, params, structure)
+
+
+def _all_finite(params: GMMParams):
+    return jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)]))
+
+
+def run_em(params0, X, w, *, structure, prior, reg_covar, tol, max_iter: int) -> EMState:
+    """EM from ``params0`` until the mean objective changes by less than ``tol``.
+
+    The change is measured per unit of sample weight (the mean log-likelihood
+    per sample, or log posterior per sample under a prior), as in scikit-learn.
+    """
+    total_w = w.sum()
+    nan_hist = jnp.full(max_iter + 1, jnp.nan, dtype=X.dtype)
+
+    def cond(s: EMState):
+        return (~s.converged) & (~s.failed) & (s.n_iter < max_iter)
+
+    def body(s: EMState):
+        stats = e_step(s.params, X, w)
+        obj = objective(s.params, stats, structure, prior)
+        ok = jnp.isfinite(obj)
+        new = m_step(stats, structure, prior, reg_covar)
+        mean_obj = obj / total_w
+        converged = ok & (jnp.abs(mean_obj - s.prev_objective) < tol)
+        return EMState(
+            params=jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, s.params),
+            good_params=jax.tree.map(lambda a, b: jnp.where(ok, a, b), s.params, s.good_params),
+            n_iter=s.n_iter + ok.astype(s.n_iter.dtype),
+            prev_objective=jnp.where(ok, mean_obj, s.prev_objective),
+            converged=converged,
+            failed=~ok,
+            history=s.history.at[s.n_iter].set(stats.log_lik),
+            history_objective=s.history_objective.at[s.n_iter].set(obj),
+        )
+
+    state = EMState(
+        params=params0,
+        good_params=params0,
+        n_iter=jnp.zeros((), jnp.int32),
+        prev_objective=jnp.asarray(-jnp.inf, X.dtype),
+        converged=jnp.asarray(False),
+        failed=jnp.asarray(False),
+        history=nan_hist,
+        history_objective=nan_hist,
+    )
+    return jax.lax.while_loop(cond, body, state)
+
+
+class FitOutput(NamedTuple):
+    """What one restart returns: final parameters and their statistics."""
+
+    params: GMMParams
+    log_lik: jax.Array
+    objective: jax.Array
+    hard_log_resp: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    failed: jax.Array
+    history: jax.Array
+    history_objective: jax.Array
+
+
+def finish(state: EMState, X, w, *, structure, prior) -> FitOutput:
+    """Evaluate the final parameters; fall back to the last good ones if they fail."""
+    stats = e_step(state.params, X, w)
+    obj = objective(state.params, stats, structure, prior)
+    ok = jnp.isfinite(obj) & _all_finite(state.params) & ~state.failed
+    params = jax.tree.map(lambda a, b: jnp.where(ok, a, b), state.params, state.good_params)
+    # When the final parameters fail, re-evaluate the fallback.
+    stats = jax.lax.cond(ok, lambda: stats, lambda: e_step(params, X, w))
+    obj = objective(params, stats, structure, prior)
+    idx = state.n_iter
+    return FitOutput(
+        params=params,
+        log_lik=stats.log_lik,
+        objective=obj,
+        hard_log_resp=stats.hard_log_resp,
+        n_iter=idx,
+        converged=state.converged & ok,
+        failed=~ok,
+        history=state.history.at[idx].set(jnp.where(ok, stats.log_lik, state.history[idx])),
+        history_objective=state.history_objective.at[idx].set(
+            jnp.where(ok, obj, state.history_objective[idx])
+        ),
+    )
+
+
+def init_params(key, X, w, *, n_components, method, structure, prior, reg_covar) -> GMMParams:
+    """Initial parameters: responsibilities by ``method``, then one M-step."""
+    flat_x = X.reshape(-1, X.shape[-1])
+    flat_w = w.reshape(-1)
+    # Padding rows have weight 0: log(0) = -inf keeps them from being chosen.
+    resp = initial_responsibilities(key, flat_x, flat_w, n_components, method)
+    stats = stats_from_responsibilities(X, w, resp.reshape(*w.shape, n_components))
+    return m_step(stats, structure, prior, reg_covar)
+
+
+def fit_restarts(
+    keys, X, w, params0, *, n_components, method, structure, prior, reg_covar, tol, max_iter
+) -> FitOutput:
+    """Run EM from every key in ``keys`` (vectorised); ``params0`` overrides the init."""
+
+    def one(key):
+        if params0 is None:
+            p0 = init_params(
+                key,
+                X,
+                w,
+                n_components=n_components,
+                method=method,
+                structure=structure,
+                prior=prior,
+                reg_covar=reg_covar,
+            )
+        else:
+            p0 = params0
+        state = run_em(
+            p0,
+            X,
+            w,
+            structure=structure,
+            prior=prior,
+            reg_covar=reg_covar,
+            tol=tol,
+            max_iter=max_iter,
+        )
+        return finish(state, X, w, structure=structure, prior=prior)
+
+    if keys.shape[0] == 1:
+        # A single restart runs unbatched: vmap over a batch of one would turn the
+        # E-step and M-step products into batched contractions that XLA lowers to
+        # slower kernels. The result gets the same leading restart axis.
+        return jax.tree.map(lambda leaf: leaf[None], one(keys[0]))
+    return jax.vmap(one)(keys)
+
+
+fit_restarts_jit = jax.jit(
+    fit_restarts, static_argnames=("n_components", "method", "structure", "max_iter")
+)

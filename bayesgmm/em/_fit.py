@@ -1,0 +1,510 @@
+"""EM and MAP-EM for Gaussian mixtures: :func:`fit_em` and :class:`EMResult`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesgmm._core import covariance as _cov
+from bayesgmm._core._blocks import em_block_layout
+from bayesgmm._core._precision import resolve_dtype, x64
+from bayesgmm._core._pytree import unchecked_replace
+from bayesgmm._core._validation import (
+    ColumnStats,
+    check_fit_inputs,
+    check_positive,
+    check_positive_int,
+    column_stats,
+    warn_data_problems,
+    warn_reg_covar_scale,
+)
+from bayesgmm._core._warnings import ConvergenceWarning, warn
+from bayesgmm._core.params import GMMParams
+from bayesgmm._core.priors import Prior, log_prior_jit
+from bayesgmm.em import _core as _em_core
+from bayesgmm.em._init import INIT_METHODS
+
+__all__ = ["EMResult", "check_em_settings", "fit_em", "fit_validated", "n_parameters"]
+
+
+def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
+    """Free parameters of a mixture: weights ``K - 1``, means ``K D``, covariances."""
+    K, D = n_components, n_features
+    return (K - 1) + K * D + _cov.get(covariance_type).n_parameters(K, D)
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class EMResult:
+    """The outcome of :func:`fit_em`.
+
+    Attributes
+    ----------
+    params : GMMParams
+        The fitted parameters (no batch axes).
+    log_likelihood : float
+        Total (sample-weighted) log-likelihood of the data under ``params``.
+    log_posterior : float or None
+        ``log_likelihood`` plus the log prior density, for MAP-EM; None for ML.
+    converged : bool
+    n_iter : int
+        EM iterations (M-steps) performed.
+    history : ndarray of shape (n_iter + 1,)
+        Total log-likelihood of the initial parameters and after each M-step;
+        ``history[-1] == log_likelihood``. Never decreases when ``reg_covar``
+        is 0 (``reg_covar > 0`` perturbs the M-step, which can lower it by
+        about ``reg_covar`` near convergence; under MAP-EM the default is 0).
+    history_log_posterior : ndarray of shape (n_iter + 1,) or None
+        The same for the log posterior under MAP-EM.
+    covariance_type : str
+    prior : Prior or None
+    n_samples : float
+        Effective number of samples, the sum of the sample weights.
+    restart_objectives : ndarray of shape (n_init,)
+        Final log-likelihood (or log posterior) of every restart.
+    """
+
+    params: GMMParams
+    log_likelihood: float
+    log_posterior: float | None
+    converged: bool
+    n_iter: int
+    history: np.ndarray
+    history_log_posterior: np.ndarray | None
+    covariance_type: str
+    prior: Prior | None
+    n_samples: float
+    reg_covar: float
+    restart_objectives: np.ndarray
+    best_restart: int
+    _hard_log_resp: float = field(repr=False)
+
+    @property
+    def n_components(self) -> int:
+        return self.params.n_components
+
+    @property
+    def n_features(self) -> int:
+        return self.params.n_features
+
+    @property
+    def n_parameters(self) -> int:
+        """Free parameters counted for BIC and AIC."""
+        return n_parameters(self.n_components, self.n_features, self.covariance_type)
+
+    @property
+    def bic(self) -> float:
+        """Bayesian information criterion ``-2 log L + p log n``; lower is better."""
+        return -2.0 * self.log_likelihood + self.n_parameters * math.log(self.n_samples)
+
+    @property
+    def aic(self) -> float:
+        """Akaike information criterion ``-2 log L + 2 p``; lower is better."""
+        return -2.0 * self.log_likelihood + 2.0 * self.n_parameters
+
+    @property
+    def icl(self) -> float:
+        """Integrated completed likelihood (Biernacki et al. 2000); lower is better.
+
+        ``BIC - 2 sum_n log r_{n, z_n}`` with ``z_n`` the most probable
+        component of row ``n`` (the hard-assignment form used by mclust): BIC
+        penalised by how uncertain the assignments are.
+        """
+        return self.bic - 2.0 * self._hard_log_resp
+
+    def log_prob(self, X) -> jax.Array:
+        """Log density of each row of ``X`` under the fitted mixture, shape (N,)."""
+        return self.params.log_prob(X)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Membership probabilities, shape (N, K)."""
+        return np.asarray(self.params.responsibilities(X))
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable component of each row, shape (N,)."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def summary(self) -> str:
+        """A readable multi-line summary of the fit."""
+        p = self.params.to_numpy()
+        kind = "MAP-EM" if self.prior is not None else "EM"
+        lines = [
+            f"{kind} fit: K={self.n_components}, D={self.n_features}, "
+            f"covariance_type={self.covariance_type!r}, n_samples={self.n_samples:g}",
+            f"  converged: {self.converged} after {self.n_iter} iterations",
+            f"  log-likelihood: {self.log_likelihood:.4f}",
+        ]
+        if self.log_posterior is not None:
+            lines.append(f"  log posterior:  {self.log_posterior:.4f}")
+        lines.append(
+            f"  BIC: {self.bic:.3f}   AIC: {self.aic:.3f}   ICL: {self.icl:.3f}   "
+            f"(free parameters: {self.n_parameters})"
+        )
+        with np.printoptions(precision=4, suppress=True):
+            for k in range(self.n_components):
+                lines.append(f"  component {k}: weight {p['weights'][k]:.4f}")
+                lines.append(f"    mean        {p['means'][k]}")
+                cov = np.array2string(p["covariances"][k], prefix="    covariance  ")
+                lines.append(f"    covariance  {cov}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        kind = "MAP-EM" if self.prior is not None else "EM"
+        return (
+            f"EMResult({kind}, K={self.n_components}, covariance_type={self.covariance_type!r}, "
+            f"log_likelihood={self.log_likelihood:.4f}, converged={self.converged}, "
+            f"n_iter={self.n_iter})"
+        )
+
+
+@dataclass(frozen=True)
+class _Standardizer:
+    """Affine map ``x -> (x - center) / scale`` that EM runs in, and its inverse.
+
+    Centring and a single global scale make the raw-moment sufficient statistics
+    well conditioned for data of any magnitude; EM is equivariant under the map
+    (``reg_covar`` and the prior are mapped with it), so results are unchanged.
+    """
+
+    center: np.ndarray
+    scale: float
+
+    @classmethod
+    def from_stats(cls, stats: ColumnStats):
+        scale = float(np.sqrt(stats.var.mean()))
+        if not np.isfinite(scale) or scale <= 0:
+            scale = 1.0
+        return cls(stats.mean, scale)
+
+    def blocks(self, X: np.ndarray, n_blocks: int, block_size: int) -> jax.Array:
+        """Standardised data, zero-padded to ``(n_blocks, block_size, D)``, on the device.
+
+        The host buffer is the only copy of the data made: it is filled in place
+        a chunk of rows at a time and, being 64-byte aligned, handed to the CPU
+        device without another copy (``jax.device_put`` aliases aligned memory).
+        """
+        N, D = X.shape
+        buf = _aligned_empty((n_blocks * block_size, D), X.dtype)
+        for start in range(0, N, _FILL_CHUNK_ROWS):
+            rows = slice(start, min(start + _FILL_CHUNK_ROWS, N))
+            np.subtract(X[rows], self.center, out=buf[rows])
+            np.divide(buf[rows], self.scale, out=buf[rows])
+        buf[N:] = 0.0
+        return jax.device_put(buf.reshape(n_blocks, block_size, D))
+
+    # The maps below work in NumPy on purpose: each eager jax.numpy operation
+    # would compile and load a small XLA program of its own (~1.5 MiB each).
+    def params_in(self, p: GMMParams) -> GMMParams:
+        means, cov = np.asarray(p.means), np.asarray(p.covariances)
+        return GMMParams._unchecked(
+            np.asarray(p.weights),
+            ((means - self.center) / self.scale).astype(means.dtype),
+            (cov / self.scale**2).astype(cov.dtype),
+        )
+
+    def params_out(self, p: GMMParams) -> GMMParams:
+        means, cov = np.asarray(p.means), np.asarray(p.covariances)
+        return GMMParams._unchecked(
+            jnp.asarray(np.asarray(p.weights)),
+            jnp.asarray((means * self.scale + self.center).astype(means.dtype)),
+            jnp.asarray((cov * self.scale**2).astype(cov.dtype)),
+        )
+
+    def prior_in(self, prior: Prior | None) -> Prior | None:
+        if prior is None:
+            return None
+        mean, scale = np.asarray(prior.mean), np.asarray(prior.scale)
+        return unchecked_replace(
+            prior,
+            mean=((mean - self.center) / self.scale).astype(mean.dtype),
+            scale=(scale / self.scale**2).astype(scale.dtype),
+        )
+
+
+_FILL_CHUNK_ROWS = 1 << 15
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype, align: int = 64) -> np.ndarray:
+    """An uninitialised C-ordered array whose data start on an ``align``-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    raw = np.empty(nbytes + align, dtype=np.uint8)
+    offset = -raw.ctypes.data % align
+    return raw[offset : offset + nbytes].view(dtype).reshape(shape)
+
+
+@x64
+def fit_em(
+    X,
+    n_components: int,
+    *,
+    covariance_type: str = "full",
+    prior: Prior | None = None,
+    sample_weight=None,
+    init="kmeans++",
+    n_init: int = 1,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+    reg_covar: float | None = None,
+    seed: int | None = 0,
+    key: jax.Array | None = None,
+    dtype=None,
+    block_size: int | None = None,
+) -> EMResult:
+    """Fit a Gaussian mixture by EM (maximum likelihood) or MAP-EM (with ``prior``).
+
+    Parameters
+    ----------
+    X : array-like of shape (N, D)
+        Data. A 1-D array is read as N values of one feature.
+    n_components : int
+        Number of components K, ``1 <= K <= N``.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Covariance structure, from :mod:`bayesgmm.covariance`'s registry.
+    prior : Prior, optional
+        With a prior, EM maximises the log posterior (MAP-EM) under the
+        Dirichlet / Normal-Inverse-Wishart prior, the same one the Bayesian
+        model samples. ``Prior.default(X, K)`` is a sensible start.
+    sample_weight : array-like of shape (N,), optional
+        Non-negative weights acting as replication counts: a weight of 2 is a
+        duplicated row, a weight of 0 a removed row.
+    init : {"kmeans++", "kmeans", "random", "random_from_data"} or GMMParams
+        How to start (see :func:`bayesgmm.em._init.initial_responsibilities`), or
+        parameters to start from (then ``n_init`` is 1).
+    n_init : int
+        Number of restarts, run together (vectorised); the best final log
+        likelihood (log posterior under MAP-EM) wins.
+    tol : float
+        Stop when the mean log-likelihood (log posterior) per sample changes by
+        less than ``tol`` between iterations.
+    max_iter : int
+        Most EM iterations; a ``ConvergenceWarning`` is raised if reached.
+    reg_covar : float, optional
+        Added to the diagonal of every covariance in the M-step. Default
+        ``1e-6`` without a prior and ``0`` with one (the prior keeps
+        covariances positive definite, and the MAP-EM estimate is then exactly
+        the posterior mode).
+    seed : int, optional
+        Seed of the initialisation; ignored when ``key`` is given.
+    key : jax.random key, optional
+    dtype : {None, "float64", "float32"}
+        float64 unless X is float32 or float32 is asked for.
+    block_size : int, optional
+        Rows per block of the E-step (memory ``block_size x K x D``).
+
+    Returns
+    -------
+    EMResult
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> X = bg.datasets.load_faithful()
+    >>> em = bg.fit_em(X, n_components=2, seed=0)
+    >>> em.converged, em.params.weights.shape
+    (True, (2,))
+    >>> bool(em.bic < bg.fit_em(X, n_components=1).bic)
+    True
+    """
+    dt = resolve_dtype(dtype, X)
+    # No copy of X here: EM reads it once, into the standardised device buffer.
+    data, w, K = check_fit_inputs(X, n_components, sample_weight, dt, copy=False)
+    settings = check_em_settings(
+        data,
+        K,
+        covariance_type=covariance_type,
+        prior=prior,
+        init=init,
+        n_init=n_init,
+        tol=tol,
+        max_iter=max_iter,
+        reg_covar=reg_covar,
+        block_size=block_size,
+    )
+    if key is None:
+        key = jax.random.key(0 if seed is None else seed)
+    stats = column_stats(data, w)
+    warn_data_problems(data, w, K, stats)
+    warn_reg_covar_scale(data, w, settings["reg_covar"], stats)
+    return fit_validated(data, w, K, key=key, stats=stats, **settings)
+
+
+def check_em_settings(
+    data: np.ndarray,
+    K: int,
+    *,
+    covariance_type: str = "full",
+    prior: Prior | None = None,
+    init="kmeans++",
+    n_init: int = 1,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+    reg_covar: float | None = None,
+    block_size: int | None = None,
+) -> dict:
+    """Validate :func:`fit_em`'s settings for validated ``data`` and ``K``.
+
+    Returns the keyword arguments of :func:`fit_validated` (all but the data,
+    weights, K and key): the structure's name, the prior checked for MAP-EM in
+    the data's dtype, ``reg_covar``'s default resolved, ``init`` as a method
+    name or checked ``GMMParams``. Warns when ``reg_covar=0`` has no prior.
+    """
+    D, dt = data.shape[1], data.dtype
+    structure = _cov.get(covariance_type).name
+    n_init = check_positive_int("n_init", n_init)
+    max_iter = check_positive_int("max_iter", max_iter)
+    tol = check_positive("tol", tol, allow_zero=True)
+    if prior is not None:
+        if not isinstance(prior, Prior):
+            raise TypeError(f"prior must be a bayesgmm.Prior or None; got {type(prior).__name__}.")
+        prior = prior.check(K, D, for_map=True).astype(dt)
+    if reg_covar is None:
+        reg_covar = 0.0 if prior is not None else 1e-6
+    reg_covar = check_positive("reg_covar", reg_covar, allow_zero=True)
+    if prior is None and reg_covar == 0.0:
+        warn(
+            "reg_covar=0 without a prior: a component that collapses onto a point will make "
+            "EM fail; keep reg_covar > 0 or use a prior.",
+            UserWarning,
+        )
+    params0 = _check_init(init, K, D, dt)
+    if block_size is not None:
+        block_size = check_positive_int("block_size", block_size)
+    return {
+        "structure": structure,
+        "prior": prior,
+        "init": init if params0 is None else params0,
+        "n_init": n_init,
+        "tol": tol,
+        "max_iter": max_iter,
+        "reg_covar": reg_covar,
+        "block_size": block_size,
+    }
+
+
+def fit_validated(
+    data: np.ndarray,
+    w: np.ndarray,
+    K: int,
+    *,
+    structure: str,
+    prior: Prior | None,
+    init,
+    n_init: int,
+    tol: float,
+    max_iter: int,
+    reg_covar: float,
+    key,
+    block_size: int | None = None,
+    stats: ColumnStats | None = None,
+) -> EMResult:
+    """:func:`fit_em` on inputs that are already validated: no checks, no data warnings.
+
+    ``data`` (N, D) and ``w`` (N,) in the fit's dtype, ``prior`` checked for
+    this K and D (``for_map``), ``init`` a method name or unbatched
+    ``GMMParams`` of the right shape, ``key`` a JAX key. The engines that start
+    from EM (:func:`bayesgmm.sample_posterior`, :func:`bayesgmm.find_map`,
+    :func:`bayesgmm.compare_models`) call this after validating once.
+    """
+    N, D = data.shape
+    dt = data.dtype
+    params0 = init if isinstance(init, GMMParams) else None
+    if params0 is not None:
+        n_init = 1
+    if stats is None:
+        stats = column_stats(data, w)
+    std = _Standardizer.from_stats(stats)
+    n_blocks, B = em_block_layout(N, K, D, block_size)
+    pad = n_blocks * B - N
+    Xs = std.blocks(data, n_blocks, B)
+    del data  # the caller's array, or check_fit_inputs' conversion of it
+    ws = np.concatenate([w, np.zeros(pad, dt)]).reshape(n_blocks, B)
+    out = _em_core.fit_restarts_jit(
+        jax.random.split(key, n_init),
+        Xs,
+        jax.device_put(ws),
+        None if params0 is None else std.params_in(params0),
+        n_components=K,
+        method="given" if params0 is not None else init,
+        structure=structure,
+        prior=std.prior_in(prior),
+        reg_covar=np.asarray(reg_covar / std.scale**2, dt),
+        tol=np.asarray(tol, dt),
+        max_iter=max_iter,
+    )
+    return _select_best(out, std, prior, structure, w, reg_covar, N, D)
+
+
+def _check_init(init, K: int, D: int, dtype) -> GMMParams | None:
+    if isinstance(init, GMMParams):
+        if init.batch_shape:
+            raise ValueError(
+                f"init must be a single GMMParams without batch axes; got batch shape "
+                f"{init.batch_shape}. Select one, e.g. init=post.params[0, -1]."
+            )
+        if init.n_components != K or init.n_features != D:
+            raise ValueError(
+                f"init has K={init.n_components}, D={init.n_features} but the model has "
+                f"K={K}, D={D}; pass initial parameters of matching shape."
+            )
+        return init.astype(dtype)
+    if isinstance(init, str) and init in INIT_METHODS:
+        return None
+    raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams; got {init!r}.")
+
+
+def _select_best(out, std, prior, structure, w, reg_covar, N, D) -> EMResult:
+    failed = np.asarray(out.failed)
+    objectives = np.where(failed, -np.inf, np.asarray(out.objective))
+    if failed.all():
+        raise ValueError(
+            "EM broke down in every restart: a covariance became singular (a component "
+            f"collapsed onto too few points). Increase reg_covar (now {reg_covar:g}), use a "
+            "prior (prior=Prior.default(X, K)), fewer components, or another init."
+        )
+    best = int(np.argmax(objectives))
+    pick = jax.tree.map(lambda leaf: np.asarray(leaf)[best], out)
+    n_iter = int(pick.n_iter)
+    log_jac = float(w.sum()) * D * math.log(std.scale)
+    history = np.asarray(pick.history[: n_iter + 1]) - log_jac
+    params = std.params_out(pick.params)
+    log_lik = float(pick.log_lik) - log_jac
+    log_post = hist_post = None
+    prior_shift = 0.0
+    if prior is not None:
+        # The prior density changes under the standardising map by a constant:
+        # recompute it in the user's units and shift the history by the same amount.
+        scaled_prior = std.prior_in(prior)
+        with jax.enable_x64(True):
+            lp_user = float(log_prior_jit(prior, params, structure))
+            lp_scaled = float(log_prior_jit(scaled_prior, pick.params, structure))
+        prior_shift = lp_user - lp_scaled
+        log_post = log_lik + lp_user
+        hist_post = np.asarray(pick.history_objective[: n_iter + 1]) - log_jac + prior_shift
+    converged = bool(pick.converged)
+    if not converged:
+        warn(
+            f"EM did not converge in {n_iter} iterations; increase max_iter or loosen tol.",
+            ConvergenceWarning,
+        )
+    return EMResult(
+        params=params,
+        log_likelihood=log_lik,
+        log_posterior=log_post,
+        converged=converged,
+        n_iter=n_iter,
+        history=history,
+        history_log_posterior=hist_post,
+        covariance_type=structure,
+        prior=prior,
+        n_samples=float(w.sum()),
+        reg_covar=reg_covar,
+        restart_objectives=np.where(
+            failed, np.nan, np.asarray(out.objective) - log_jac + prior_shift
+        ),
+        best_restart=best,
+        _hard_log_resp=float(pick.hard_log_resp),
+    )

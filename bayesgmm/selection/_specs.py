@@ -1,0 +1,278 @@
+"""Model specifications: TOML files in ``models/`` that scripts and the CLI compare.
+
+A specification names one covariance structure, one or more numbers of
+components (each a *variant*), the prior and the EM / NUTS settings::
+
+    name = "full"                       # required: letters, digits, - and _
+    description = "unrestricted covariances"
+    covariance_type = "full"            # full | tied | diag | spherical
+    n_components = [1, 2, 3]            # an int, a list, or {start = 1, stop = 6}
+
+    [prior]                             # optional; omitted keys keep Prior.default's
+    weight_concentration = 1.0          # Dirichlet alpha (>= 1 for MAP-EM)
+    mean_precision = 0.01               # kappa
+    dof_extra = 2.0                     # dof = D + dof_extra  (> -1)
+    scale_factor = 1.0                  # multiplies the default scale cov(X) / K^(2/D)
+
+    [em]                                # keyword arguments of fit_em
+    n_init = 5
+    init = "kmeans++"
+    tol = 1e-3
+    max_iter = 200
+    reg_covar = 1e-6
+    map = false                         # true: MAP-EM under the prior above
+
+    [nuts]                              # keyword arguments of sample_posterior
+    enabled = true
+    num_chains = 2
+    num_warmup = 500
+    num_samples = 500
+    target_accept_prob = 0.8
+
+    [model]                             # optional custom NumPyro model
+    file = "my_model.py"                # relative to the specification file
+    function = "model"
+
+A custom model is a function ``model(X, n_components, prior, covariance_type,
+sample_weight)`` that declares the shared sites: ``weights`` (K,), ``means``
+(K, D) and ``covariances`` (K, D, D) (latent or ``numpyro.deterministic``) and
+an observed site ``obs`` whose log-probability is per row (for LOO/WAIC).
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bayesgmm._core import covariance as _cov
+from bayesgmm._core._validation import check_data, check_sample_weight
+from bayesgmm._core.priors import Prior, default_prior
+from bayesgmm.em._init import INIT_METHODS
+
+__all__ = ["ModelSpec", "SpecError", "Variant", "load_spec", "load_specs"]
+
+
+class SpecError(ValueError):
+    """A model specification is invalid; the message names the file and the key."""
+
+
+def _real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+# key -> (check, what is allowed)
+_PRIOR_KEYS = {
+    "weight_concentration": (lambda v: _real(v) and v > 0, "a number > 0"),
+    "mean_precision": (lambda v: _real(v) and v > 0, "a number > 0"),
+    "dof_extra": (lambda v: _real(v) and v > -1, "a number > -1 (dof = D + dof_extra)"),
+    "scale_factor": (lambda v: _real(v) and v > 0, "a number > 0"),
+}
+_EM_KEYS = {
+    "n_init": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "init": (lambda v: v in INIT_METHODS, f"one of {list(INIT_METHODS)}"),
+    "tol": (lambda v: _real(v) and v >= 0, "a number >= 0"),
+    "max_iter": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "reg_covar": (lambda v: _real(v) and v >= 0, "a number >= 0"),
+    "map": (lambda v: isinstance(v, bool), "true or false"),
+}
+_NUTS_KEYS = {
+    "enabled": (lambda v: isinstance(v, bool), "true or false"),
+    "num_chains": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "num_warmup": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "num_samples": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "target_accept_prob": (lambda v: _real(v) and 0 < v < 1, "a number in (0, 1)"),
+}
+_MODEL_KEYS = {
+    "file": (lambda v: isinstance(v, str) and v.endswith(".py"), "a path to a .py file"),
+    "function": (lambda v: isinstance(v, str) and v.isidentifier(), "a Python identifier"),
+}
+_TOP_KEYS = {
+    "name",
+    "description",
+    "covariance_type",
+    "n_components",
+    "prior",
+    "em",
+    "nuts",
+    "model",
+}
+_TABLES = {"prior": _PRIOR_KEYS, "em": _EM_KEYS, "nuts": _NUTS_KEYS, "model": _MODEL_KEYS}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One fit to run: a specification at one number of components."""
+
+    spec: ModelSpec
+    n_components: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.name}-K{self.n_components}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A validated model specification (see the module docstring for the format)."""
+
+    name: str
+    covariance_type: str
+    n_components: tuple[int, ...]
+    description: str = ""
+    prior: dict[str, float] = field(default_factory=dict)
+    em: dict[str, Any] = field(default_factory=dict)
+    nuts: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, str] = field(default_factory=dict)
+    source: str = "<dict>"
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> ModelSpec:
+        """Validate a parsed specification; ``SpecError`` names ``source`` and the key."""
+
+        def fail(key: str, msg: str):
+            raise SpecError(f"{source}: {key}: {msg}")
+
+        if not isinstance(data, dict):
+            raise SpecError(f"{source}: a specification must be a table of keys")
+        unknown = sorted(set(data) - _TOP_KEYS)
+        if unknown:
+            fail(unknown[0], f"unknown key; allowed keys are {sorted(_TOP_KEYS)}")
+        for key in ("name", "covariance_type", "n_components"):
+            if key not in data:
+                fail(key, "missing required key")
+        name = data["name"]
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            fail("name", f"must be letters, digits, '.', '-' or '_'; got {name!r}")
+        ct = data["covariance_type"]
+        if ct not in _cov.COVARIANCE_TYPES:
+            fail("covariance_type", f"must be one of {list(_cov.COVARIANCE_TYPES)}; got {ct!r}")
+        ks = cls._parse_components(data["n_components"], fail)
+        tables = {}
+        for table, allowed in _TABLES.items():
+            values = data.get(table, {})
+            if not isinstance(values, dict):
+                fail(table, "must be a table ([" + table + "])")
+            for key, value in values.items():
+                if key not in allowed:
+                    fail(f"{table}.{key}", f"unknown key; allowed keys are {sorted(allowed)}")
+                check, what = allowed[key]
+                if not check(value):
+                    fail(f"{table}.{key}", f"must be {what}; got {value!r}")
+            tables[table] = dict(values)
+        if tables["model"] and set(tables["model"]) != {"file", "function"}:
+            fail("model", "needs both 'file' and 'function'")
+        if tables["em"].get("map") and tables["prior"].get("weight_concentration", 1.0) < 1:
+            fail("prior.weight_concentration", "must be >= 1 when em.map = true")
+        description = data.get("description", "")
+        if not isinstance(description, str):
+            fail("description", "must be a string")
+        return cls(
+            name=name,
+            covariance_type=ct,
+            n_components=ks,
+            description=description,
+            source=source,
+            **tables,
+        )
+
+    @staticmethod
+    def _parse_components(value, fail) -> tuple[int, ...]:
+        if _int(value):
+            ks = [value]
+        elif isinstance(value, list):
+            ks = value
+        elif isinstance(value, dict):
+            if set(value) != {"start", "stop"} or not all(_int(v) for v in value.values()):
+                fail("n_components", "a range must be {start = int, stop = int} (stop included)")
+            ks = list(range(value["start"], value["stop"] + 1))
+        else:
+            fail("n_components", f"must be an int, a list of ints or a range; got {value!r}")
+        if not ks or not all(_int(k) and k >= 1 for k in ks):
+            fail("n_components", f"every number of components must be an integer >= 1; got {ks}")
+        if len(set(ks)) != len(ks):
+            fail("n_components", f"contains duplicates: {ks}")
+        return tuple(int(k) for k in ks)
+
+    def variants(self) -> list[Variant]:
+        """One :class:`Variant` per number of components."""
+        return [Variant(self, k) for k in self.n_components]
+
+    def build_prior(self, X, n_components: int, sample_weight=None) -> Prior:
+        """``Prior.default`` for this data and K, with this specification's overrides."""
+        data = check_data(X, dtype=np.dtype(np.float64))
+        w = check_sample_weight(sample_weight, data.shape[0], data.dtype)
+        return self.prior_for(data, w, n_components)
+
+    def prior_for(self, data: np.ndarray, w: np.ndarray, n_components: int) -> Prior:
+        """:meth:`build_prior` on validated data and weights (no copy, no warnings)."""
+        p = self.prior
+        D = data.shape[1]
+        prior = default_prior(
+            data,
+            w,
+            n_components,
+            weight_concentration=p.get("weight_concentration", 1.0),
+            mean_precision=p.get("mean_precision", 0.01),
+            dof=D + p.get("dof_extra", 2.0),
+        )
+        factor = p.get("scale_factor", 1.0)
+        if factor == 1.0:
+            return prior
+        return Prior(
+            prior.weight_concentration,
+            prior.mean,
+            prior.mean_precision,
+            prior.dof,
+            np.asarray(prior.scale) * factor,
+        )
+
+    def to_dict(self) -> dict:
+        """A plain dict (JSON- and TOML-compatible) that :meth:`from_dict` reads back."""
+        d = asdict(self)
+        d.pop("source")
+        d["n_components"] = list(self.n_components)
+        return {k: v for k, v in d.items() if v not in ({}, "")}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def load_spec(path) -> ModelSpec:
+    """Read and validate one TOML specification file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such specification file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{path}: not valid TOML: {err}") from None
+    spec = ModelSpec.from_dict(data, source=str(path))
+    if spec.model:
+        model_file = (path.parent / spec.model["file"]).resolve()
+        if not model_file.is_file():
+            raise SpecError(f"{path}: model.file: {model_file} does not exist")
+        spec = ModelSpec(**{**spec.__dict__, "model": {**spec.model, "file": str(model_file)}})
+    return spec
+
+
+def load_specs(paths) -> list[ModelSpec]:
+    """Read several specifications; their names must be unique."""
+    specs = [load_spec(p) for p in paths]
+    seen: dict[str, str] = {}
+    for s in specs:
+        if s.name in seen:
+            raise SpecError(f"{s.source}: name: {s.name!r} is also used by {seen[s.name]}")
+        seen[s.name] = s.source
+    return specs
