@@ -226,6 +226,7 @@ def _compare(args: argparse.Namespace) -> int:
         nuts=not args.no_nuts,
         seed=args.seed,
         progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)),
+        allow_code=args.allow_code,
     )
     shown = [c for c in res.table.columns if c not in ("spec",)]
     print(res.table[shown].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
@@ -331,6 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="ranking criterion (bic)",
     )
     cmp_.add_argument("--no-nuts", action="store_true", help="EM only (no LOO/WAIC)")
+    cmp_.add_argument(
+        "--allow-code",
+        action="store_true",
+        help="run the Python code of specifications with a [model] table (custom NumPyro "
+        "models); without it such specifications are refused. Only for model files you "
+        "have read and trust",
+    )
     cmp_.add_argument("--quiet", action="store_true", help="no progress lines")
     cmp_.set_defaults(func=_compare)
     return parser

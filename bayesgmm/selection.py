@@ -17,7 +17,7 @@ import pandas as pd
 
 from bayesgmm._validation import check_data
 from bayesgmm.em import EMResult, fit_em
-from bayesgmm.specs import ModelSpec, Variant, load_spec
+from bayesgmm.specs import ModelSpec, SpecError, Variant, load_spec
 
 __all__ = ["CRITERIA", "ComparisonResult", "compare_models", "plot_model_comparison"]
 
@@ -77,7 +77,7 @@ def _fit_variant_em(X, w, v: Variant, seed: int) -> EMResult:
     )
 
 
-def _fit_variant_nuts(X, w, v: Variant, seed: int, progress_bar: bool):
+def _fit_variant_nuts(X, w, v: Variant, seed: int, progress_bar: bool, models=None):
     from bayesgmm.bayes import sample_posterior
 
     prior = v.spec.build_prior(X, v.n_components, w)
@@ -95,7 +95,7 @@ def _fit_variant_nuts(X, w, v: Variant, seed: int, progress_bar: bool):
     nuts = {k: val for k, val in v.spec.nuts.items() if k != "enabled"}
     kwargs = {}
     if v.spec.model:
-        kwargs["model"] = _load_custom_model(v.spec)
+        kwargs["model"] = (models or {}).get(v.spec.name) or _load_custom_model(v.spec)
     return sample_posterior(
         X,
         v.n_components,
@@ -111,18 +111,50 @@ def _fit_variant_nuts(X, w, v: Variant, seed: int, progress_bar: bool):
 
 
 def _load_custom_model(spec: ModelSpec) -> Callable:
+    """Import ``spec``'s model file (this runs its code) and return its model function.
+
+    Any error, on import or later when the model runs, is a ``SpecError``
+    naming the specification, the file and the function.
+    """
+    import functools
     import importlib.util
 
-    path = spec.model["file"]
-    module_spec = importlib.util.spec_from_file_location(f"bayesgmm_custom_{spec.name}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    fn = getattr(module, spec.model["function"], None)
+    path = spec.model_file()
+    name = spec.model["function"]
+    where = f"{spec.source}: model: {path}"
+    try:
+        module_spec = importlib.util.spec_from_file_location(f"bayesgmm_custom_{spec.name}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    except Exception as err:
+        raise SpecError(f"{where} failed to import: {type(err).__name__}: {err}") from err
+    fn = getattr(module, name, None)
     if not callable(fn):
-        raise ValueError(
-            f"{spec.source}: model.function: {path} has no function {spec.model['function']!r}"
+        raise SpecError(f"{where} has no function {name!r}")
+
+    @functools.wraps(fn)
+    def model(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            raise SpecError(f"{where}: {name}() raised {type(err).__name__}: {err}") from err
+
+    return model
+
+
+def _check_custom_models(specs, nuts: bool, allow_code: bool) -> dict[str, Callable]:
+    """Refuse, before any fit, specifications that would run code without ``allow_code``;
+    with it, import their models now so that a broken file fails first, not last."""
+    running = [s for s in specs if s.model and nuts and s.nuts.get("enabled", True)]
+    if running and not allow_code:
+        spec = running[0]
+        raise SpecError(
+            f"{spec.source}: model: this specification runs the Python code in "
+            f"{spec.model['file']!r} (function {spec.model['function']!r}), with your "
+            "permissions; read that file, and if you trust it pass allow_code=True "
+            "(bayesgmm compare --allow-code)"
         )
-    return fn
+    return {s.name: _load_custom_model(s) for s in running}
 
 
 def compare_models(
@@ -135,6 +167,7 @@ def compare_models(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
     progress_bar: bool = False,
+    allow_code: bool = False,
 ) -> ComparisonResult:
     """Fit every variant of ``specs`` and rank them.
 
@@ -170,6 +203,11 @@ def compare_models(
         Called with a line of text before each fit (the CLI prints it).
     progress_bar : bool
         NumPyro's progress bar for each NUTS run.
+    allow_code : bool
+        Run the custom models of specifications with a ``[model]`` table.
+        Such a table imports and executes a Python file, so it is refused
+        (``SpecError``, before any fit) unless this is True. Pass it only for
+        specifications whose model file you have read and trust.
 
     Returns
     -------
@@ -190,6 +228,16 @@ def compare_models(
             f"variants {too_big} have more components than the {data.shape[0]} rows of X; "
             "lower n_components in their specifications."
         )
+    for v in variants:  # priors fail here (e.g. a scale that overflows), not after other fits
+        if not (v.spec.em.get("map") or (nuts and v.spec.nuts.get("enabled", True))):
+            continue  # maximum-likelihood EM only: no prior is built
+        try:
+            v.spec.build_prior(data, v.n_components, w)
+        except SpecError:
+            raise
+        except ValueError as err:
+            raise ValueError(f"{v.name}: {err}") from None
+    models = _check_custom_models(specs, nuts, allow_code)
     say = progress or (lambda _msg: None)
     result = ComparisonResult(table=pd.DataFrame(), criterion=criterion)
     rows = []
@@ -212,7 +260,7 @@ def compare_models(
         }
         if nuts and v.spec.nuts.get("enabled", True):
             say(f"[{i}/{len(variants)}] NUTS {v.name}")
-            post = _fit_variant_nuts(data, w, v, seed, progress_bar)
+            post = _fit_variant_nuts(data, w, v, seed, progress_bar, models)
             result.posteriors[v.name] = post
             row.update(_bayes_row(v.name, post, result))
         rows.append(row)
