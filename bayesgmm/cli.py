@@ -4,8 +4,10 @@ Subcommands: ``demo`` (built-in data), ``em`` (fit EM / MAP-EM),
 ``mcmc`` (NUTS from MAP-EM), ``compare`` (rank model specifications).
 
 Exit codes scripts can rely on: 0 success; 1 an unexpected internal error;
-2 bad usage or bad input (unreadable data, invalid specification, results
-that exist without ``--force``).
+2 bad usage or bad input (unreadable data, invalid specification, a custom
+model that fails, results that exist without ``--force``), with a one-line
+``bayesgmm COMMAND: error: ...`` on stderr. Output paths and arguments are
+checked before any data is read or any model fitted.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import re
+import stat
 import sys
 import time
 from pathlib import Path
@@ -26,6 +30,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     import bayesgmm as bg
 
+    _check_common(args)
     X, names = bg.datasets.load_faithful(return_names=True)
     print(f"Old Faithful geyser data: {X.shape[0]} eruptions x {X.shape[1]} features {names}\n")
 
@@ -251,12 +256,13 @@ def _is_number(text) -> bool:
     return True
 
 
-def _out_dir(path: str, force: bool) -> Path:
-    out = Path(path)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise FileExistsError(f"{out} exists and is not empty; pass --force to overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+_SEED_MAX = 2**63 - 1  # JAX's keys take a signed 64-bit seed
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    """Checks of plain arguments, before any file is read."""
+    if not 0 <= args.seed <= _SEED_MAX:
+        raise ValueError(f"--seed must be an integer from 0 to {_SEED_MAX}; got {args.seed}")
 
 
 def _note(command: str):
@@ -267,10 +273,35 @@ def _read(args: argparse.Namespace):
     return read_data(args.data, args.columns, header=args.header, note=_note(args.command))
 
 
-def _em(args: argparse.Namespace) -> int:
-    import bayesgmm as bg
+def _check_out_file(path: str, suffix: str, what: str, force: bool) -> Path:
+    """``--out`` of ``em``/``mcmc``, checked before any work: suffix, folder, link, file."""
+    from bayesgmm.serialization import check_writable
+
+    out = Path(path)
+    if out.suffix != suffix:
+        raise ValueError(f"--out for {what} is a {suffix} file; got {path}")
+    try:
+        return check_writable(out, overwrite=force, force_hint="pass --force")
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"--out {err}; create the folder first") from None
+
+
+def _save_out(obj, out: Path, force: bool) -> None:
     from bayesgmm.serialization import save
 
+    try:
+        save(obj, out, overwrite=force)
+    except FileExistsError:
+        raise FileExistsError(
+            f"{out} appeared while bayesgmm was working; pass --force to replace it"
+        ) from None
+
+
+def _em(args: argparse.Namespace) -> int:
+    import bayesgmm as bg
+
+    _check_common(args)
+    out = _check_out_file(args.out, ".json", "em", args.force) if args.out else None
     X, _names = _read(args)
     prior = bg.Prior.default(X, args.n_components) if args.map else None
     em = bg.fit_em(
@@ -284,11 +315,8 @@ def _em(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     print(em.summary())
-    if args.out:
-        out = Path(args.out)
-        if out.suffix != ".json":
-            raise ValueError("--out for em is a .json file")
-        save(em, out, overwrite=args.force)
+    if out is not None:
+        _save_out(em, out, args.force)
         print(f"\nsaved {out}")
     return 0
 
@@ -299,6 +327,8 @@ def _mcmc(args: argparse.Namespace) -> int:
     import bayesgmm as bg
     from bayesgmm.bayes import sample_posterior
 
+    _check_common(args)
+    out = _check_out_file(args.out, ".nc", "mcmc (netCDF)", args.force) if args.out else None
     X, _names = _read(args)
     prior = bg.Prior.default(X, args.n_components)
     em = bg.fit_em(
@@ -324,18 +354,103 @@ def _mcmc(args: argparse.Namespace) -> int:
     ).relabel()
     print(post)
     print(az.summary(post.to_arviz(), var_names=["weights", "means"]).to_string())
-    if args.out:
-        from bayesgmm.serialization import save
-
-        out = Path(args.out)
-        if out.suffix != ".nc":
-            raise ValueError("--out for mcmc is a .nc (netCDF) file")
-        save(post, out, overwrite=args.force)
+    if out is not None:
+        _save_out(post, out, args.force)
         print(f"\nsaved {out}")
     return 0
 
 
+# The record of a compare run's files, kept in its output folder.
+MANIFEST = ".bayesgmm-manifest.json"
+# Names compare writes; under --force only such files of an earlier run are removed.
+_RUN_FILE = re.compile(
+    r"(comparison\.(csv|md|png)|em_[A-Za-z0-9_.-]+\.json|posterior_[A-Za-z0-9_.-]+\.nc"
+    r"|spec_[A-Za-z0-9_.-]+\.json)"
+)
+
+
+def _planned_files(specs, nuts: bool) -> list[str]:
+    names = ["comparison.csv", "comparison.md", "comparison.png"]
+    for spec in specs:
+        names.append(f"spec_{spec.name}.json")
+        for v in spec.variants():
+            names.append(f"em_{v.name}.json")
+            if nuts and spec.nuts.get("enabled", True):
+                names.append(f"posterior_{v.name}.nc")
+    return names
+
+
+def _check_out_dir(path: str, force: bool, planned: list[str]) -> tuple[Path, bool]:
+    """``--out`` of ``compare``, checked before any work; creates it if missing.
+
+    Returns the folder and whether it was created here.
+    """
+    out = Path(path)
+    try:
+        mode = os.lstat(out).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is None:
+        try:
+            out.mkdir(parents=True)
+        except OSError as err:
+            raise ValueError(f"--out {out}: cannot create the folder ({err.strerror})") from None
+        return out, True
+    if stat.S_ISLNK(mode):
+        raise ValueError(
+            f"--out {out} is a symbolic link; bayesgmm does not write through links "
+            "(give the real folder)"
+        )
+    if not stat.S_ISDIR(mode):
+        raise ValueError(f"--out {out} is a file; compare writes its results into a folder")
+    if any(out.iterdir()) and not force:
+        raise FileExistsError(
+            f"{out} exists and is not empty; pass --force to replace the results in it"
+        )
+    for name in planned:
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            raise ValueError(f"--out {out}: {name} is a folder; compare needs that name")
+    return out, False
+
+
+def _earlier_run_files(out: Path) -> set[str]:
+    """Files of an earlier run in ``out``: those its manifest lists (files of compare's
+    names only), or, without a manifest, every file with a name compare writes."""
+    import json
+
+    names = {n for n in os.listdir(out) if _RUN_FILE.fullmatch(n)}
+    try:
+        listed = json.loads((out / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return names
+    if not isinstance(listed, list):
+        return names
+    return names & {n for n in listed if isinstance(n, str)}
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move a finished run from ``staging`` into ``out``; remove the earlier run's
+    files it does not replace. Renames never follow links: a link in ``out`` with an
+    output's name is replaced, its target left alone."""
+    import json
+
+    new = sorted(os.listdir(staging))
+    (staging / MANIFEST).write_text(json.dumps({"files": new}, indent=1) + "\n")
+    for name in sorted(_earlier_run_files(out) - set(new)):
+        target = out / name
+        mode = os.lstat(target).st_mode
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            os.unlink(target)
+    for name in [*new, MANIFEST]:
+        os.replace(staging / name, out / name)
+    staging.rmdir()
+
+
 def _compare(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -345,34 +460,49 @@ def _compare(args: argparse.Namespace) -> int:
     from bayesgmm.serialization import save
     from bayesgmm.specs import load_specs
 
-    X, _names = _read(args)
+    _check_common(args)
     specs = load_specs(args.specs)
-    out = _out_dir(args.out, args.force) if args.out else None
-    res = compare_models(
-        X,
-        specs,
-        criterion=args.criterion,
-        nuts=not args.no_nuts,
-        seed=args.seed,
-        progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)),
-        allow_code=args.allow_code,
-    )
-    shown = [c for c in res.table.columns if c not in ("spec",)]
-    print(res.table[shown].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    if out is None:
-        return 0
-    res.table.to_csv(out / "comparison.csv", index=False)
-    (out / "comparison.md").write_text(to_markdown(res.table) + "\n")
-    for name, em in res.em.items():
-        save(em, out / f"em_{name}.json", overwrite=True)
-    for name, post in res.posteriors.items():
-        save(post, out / f"posterior_{name}.nc", overwrite=True)
-    for spec in specs:
-        save(spec, out / f"spec_{spec.name}.json", overwrite=True)
-    axes = plot_model_comparison(res.table)
-    axes[0].figure.tight_layout()
-    axes[0].figure.savefig(out / "comparison.png", dpi=120)
-    plt.close(axes[0].figure)
+    nuts = not args.no_nuts
+    out = created = None
+    if args.out:
+        out, created = _check_out_dir(args.out, args.force, _planned_files(specs, nuts))
+    staging = None
+    try:
+        if out is not None:  # a run's files are written here, then moved into place
+            staging = Path(tempfile.mkdtemp(prefix=".bayesgmm-partial-", dir=out))
+        X, _names = _read(args)
+        res = compare_models(
+            X,
+            specs,
+            criterion=args.criterion,
+            nuts=nuts,
+            seed=args.seed,
+            progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)),
+            allow_code=args.allow_code,
+        )
+        shown = [c for c in res.table.columns if c not in ("spec",)]
+        print(res.table[shown].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        if out is None:
+            return 0
+        res.table.to_csv(staging / "comparison.csv", index=False)
+        (staging / "comparison.md").write_text(to_markdown(res.table) + "\n")
+        for name, em in res.em.items():
+            save(em, staging / f"em_{name}.json")
+        for name, post in res.posteriors.items():
+            save(post, staging / f"posterior_{name}.nc")
+        for spec in specs:
+            save(spec, staging / f"spec_{spec.name}.json")
+        axes = plot_model_comparison(res.table)
+        axes[0].figure.tight_layout()
+        axes[0].figure.savefig(staging / "comparison.png", dpi=120)
+        plt.close(axes[0].figure)
+        _publish(staging, out)
+        staging = None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+            if created and not any(out.iterdir()):
+                out.rmdir()
     print(
         f"\nwrote {out}/: comparison.csv, comparison.md, comparison.png, "
         f"{len(res.em)} EM fits (JSON), {len(res.posteriors)} posteriors (netCDF)"
@@ -489,8 +619,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as err:
-        print(f"bayesgmm {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, TypeError, OSError) as err:
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"bayesgmm {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 
