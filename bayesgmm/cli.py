@@ -4,13 +4,20 @@ Subcommands: ``demo`` (built-in data), ``em`` (fit EM / MAP-EM),
 ``mcmc`` (NUTS from MAP-EM), ``compare`` (rank model specifications).
 
 Exit codes scripts can rely on: 0 success; 1 an unexpected internal error;
-2 bad usage or bad input (unreadable data, invalid specification, results
-that exist without ``--force``).
+2 bad usage or bad input (unreadable data, invalid specification, a custom
+model that fails, results that exist without ``--force``), with a one-line
+``bayesgmm COMMAND: error: ...`` on stderr. Output paths and arguments are
+checked before any data is read or any model fitted.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import os
+import re
+import stat
 import sys
 import time
 from pathlib import Path
@@ -23,6 +30,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     import bayesgmm as bg
 
+    _check_common(args)
     X, names = bg.datasets.load_faithful(return_names=True)
     print(f"Old Faithful geyser data: {X.shape[0]} eruptions x {X.shape[1]} features {names}\n")
 
@@ -54,7 +62,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.no_nuts:
         return 0
 
-    from bayesgmm.bayes import sample_posterior
+    from bayesgmm.bayes._sample import sample_posterior
 
     print(
         f"\nNUTS under the same prior: {args.chains} chains x {args.warmup} warmup + "
@@ -79,45 +87,163 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_data(path: str, columns: str | None = None):
-    """Read a CSV (header optional) or ``.npy`` file into a float array (N, D).
+_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "'|' characters"}
 
-    Raises ``ValueError`` naming the row/column for missing values or text.
+
+def read_data(path: str, columns: str | None = None, *, header: bool | None = None, note=None):
+    """Read a CSV or ``.npy`` file into a float array (N, D) and its column names.
+
+    ``header``: True if the first CSV row names the columns, False if it is data,
+    None to decide from the row itself (a header has a cell that is neither empty
+    nor a number); ``note``, if given, is called with a line saying what was
+    decided. No row is ever dropped or invented: a blank line, a missing value,
+    a text or true/false column, a header without data, a row of another length,
+    duplicate names and a file separated by something other than commas each
+    raise ``ValueError`` naming the file, the row (and line) and the column.
     """
     import numpy as np
     import pandas as pd
 
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{path}: is a folder, not a data file")
     if not p.is_file():
         raise ValueError(f"{path}: no such file")
     if p.suffix == ".npy":
-        X = np.load(p, allow_pickle=False)
         if columns:
             raise ValueError("--columns applies to CSV files only")
+        if header is not None:
+            raise ValueError("--header/--no-header apply to CSV files only")
+        try:
+            X = np.load(p, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise ValueError(f"{path}: not a readable .npy file ({err})") from None
         return np.asarray(X), None
     try:
-        df = pd.read_csv(p)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise ValueError(f"{path}: not a readable CSV file ({err})") from None
-    if all(_is_number(c) for c in df.columns):  # no header row
-        df = pd.read_csv(p, header=None)
-        df.columns = [str(c) for c in df.columns]
-    if columns:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start}); "
+            "save it as a UTF-8 CSV file"
+        ) from None
+    text = re.sub(r"(?:\r?\n[ \t]*)+\Z", "", text)  # blank lines at the end are no rows
+    if not text.strip():
+        raise ValueError(f"{path}: the file is empty")
+    first_line = text.split("\n", 1)[0].rstrip("\r")
+    first = next(csv.reader([first_line]))
+    if len(first) == 1:
+        for sep, what in _SEPARATORS.items():
+            if sep in first_line:
+                raise ValueError(
+                    f"{path}: the first line has no commas but {what}; bayesgmm reads "
+                    "comma-separated files: convert it (e.g. pandas.read_csv(path, "
+                    f"sep={sep!r}).to_csv(new_path, index=False))"
+                )
+    guessed = header is None
+    if guessed:
+        header = any(cell.strip() and not _is_number(cell) for cell in first)
+    names = None
+    if header:
+        names = [cell.strip() for cell in first]
+        if names and not names[-1] and len(names) > 1:
+            raise ValueError(
+                f"{path}: the header row ends with a comma (an unnamed last column); "
+                "remove the trailing commas at the ends of the lines"
+            )
+        if "" in names:
+            raise ValueError(f"{path}: header column {names.index('') + 1} has no name")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"{path}: the header names column(s) {twice} more than once")
+    try:
+        df = pd.read_csv(
+            io.StringIO(text),
+            header=None,
+            skiprows=1 if header else 0,
+            skip_blank_lines=False,
+            index_col=False,
+        )
+    except pd.errors.EmptyDataError:
+        raise ValueError(
+            f"{path}: only a header row ({', '.join(names)}) and no data rows"
+        ) from None
+    except pd.errors.ParserError as err:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
+        if found:
+            want, line, saw = found.groups()
+            raise ValueError(
+                f"{path}: line {line} has {saw} fields where the rows before it have {want} "
+                "(a trailing comma, or a comma inside a value?)"
+            ) from None
+        raise ValueError(f"{path}: not a readable CSV file ({str(err).strip()})") from None
+    if names is not None and len(names) != df.shape[1]:
+        raise ValueError(
+            f"{path}: the header has {len(names)} columns ({', '.join(names)}) but the data "
+            f"rows have {df.shape[1]} (trailing commas at the ends of the data lines?)"
+        )
+    df.columns = names if names is not None else [str(i) for i in range(df.shape[1])]
+    if guessed and note is not None:
+        if header:
+            note(
+                f"{path}: read the first row as the header ({', '.join(names)}); "
+                "pass --no-header if it is data"
+            )
+        else:
+            note(
+                f"{path}: the first row holds only numbers, so it is read as data (columns "
+                f"named 0..{df.shape[1] - 1}); pass --header if it is a header"
+            )
+    offset = 2 if header else 1  # file line of data row 1
+
+    if columns is not None:
         wanted = [c.strip() for c in columns.split(",")]
+        if "" in wanted:
+            raise ValueError(f"--columns {columns!r}: a column name is empty")
+        twice = sorted({c for c in wanted if wanted.count(c) > 1})
+        if twice:
+            raise ValueError(f"--columns names {twice} more than once")
         missing = [c for c in wanted if c not in df.columns]
         if missing:
             raise ValueError(f"{path}: no column(s) {missing}; the file has {list(df.columns)}")
         df = df[wanted]
-    text = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
-    if text:
+    empty = [c for c in df.columns if df[c].isna().all()]
+    if empty:
         raise ValueError(
-            f"{path}: column(s) {text} are not numeric; choose numeric columns with --columns"
+            f"{path}: column(s) {empty} are empty in every row (do the lines end with a "
+            "trailing comma?); drop them, or choose columns with --columns"
+        )
+    blank = np.flatnonzero(df.isna().all(axis=1).to_numpy())
+    if blank.size:
+        row = int(blank[0]) + 1
+        raise ValueError(
+            f"{path}: data row {row} (line {row + offset - 1}) is blank "
+            f"({blank.size} blank row(s) in all); remove the blank lines"
+        )
+    flags = [c for c in df.columns if pd.api.types.is_bool_dtype(df[c])]
+    if flags:
+        raise ValueError(
+            f"{path}: column(s) {flags} hold true/false values, not numbers; choose numeric "
+            "columns with --columns (or code them as 0/1)"
+        )
+    text_columns = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if text_columns:
+        col = text_columns[0]
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = np.flatnonzero((values.isna() & df[col].notna()).to_numpy())
+        where = ""
+        if bad.size:
+            row = int(bad[0]) + 1
+            where = f"; data row {row} (line {row + offset - 1}) holds {df[col].iloc[row - 1]!r}"
+        raise ValueError(
+            f"{path}: column(s) {text_columns} are not numeric{where}; "
+            "choose numeric columns with --columns"
         )
     if df.isna().any().any():
         row, col = np.argwhere(df.isna().to_numpy())[0]
         raise ValueError(
             f"{path}: missing value at data row {row + 1}, column {df.columns[col]!r} "
-            f"({int(df.isna().to_numpy().sum())} missing in all); impute or drop those rows"
+            f"(line {row + offset}; {int(df.isna().to_numpy().sum())} missing in all); "
+            "impute or drop those rows"
         )
     return df.to_numpy(dtype=float), [str(c) for c in df.columns]
 
@@ -130,19 +256,53 @@ def _is_number(text) -> bool:
     return True
 
 
-def _out_dir(path: str, force: bool) -> Path:
+_SEED_MAX = 2**63 - 1  # JAX's keys take a signed 64-bit seed
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    """Checks of plain arguments, before any file is read."""
+    if not 0 <= args.seed <= _SEED_MAX:
+        raise ValueError(f"--seed must be an integer from 0 to {_SEED_MAX}; got {args.seed}")
+
+
+def _note(command: str):
+    return lambda line: print(f"bayesgmm {command}: {line}", file=sys.stderr)
+
+
+def _read(args: argparse.Namespace):
+    return read_data(args.data, args.columns, header=args.header, note=_note(args.command))
+
+
+def _check_out_file(path: str, suffix: str, what: str, force: bool) -> Path:
+    """``--out`` of ``em``/``mcmc``, checked before any work: suffix, folder, link, file."""
+    from bayesgmm.selection._serialization import check_writable
+
     out = Path(path)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise FileExistsError(f"{out} exists and is not empty; pass --force to overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    if out.suffix != suffix:
+        raise ValueError(f"--out for {what} is a {suffix} file; got {path}")
+    try:
+        return check_writable(out, overwrite=force, force_hint="pass --force")
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"--out {err}; create the folder first") from None
+
+
+def _save_out(obj, out: Path, force: bool) -> None:
+    from bayesgmm.selection._serialization import save
+
+    try:
+        save(obj, out, overwrite=force)
+    except FileExistsError:
+        raise FileExistsError(
+            f"{out} appeared while bayesgmm was working; pass --force to replace it"
+        ) from None
 
 
 def _em(args: argparse.Namespace) -> int:
     import bayesgmm as bg
-    from bayesgmm.selection import save
 
-    X, _names = read_data(args.data, args.columns)
+    _check_common(args)
+    out = _check_out_file(args.out, ".json", "em", args.force) if args.out else None
+    X, _names = _read(args)
     prior = bg.Prior.default(X, args.n_components) if args.map else None
     em = bg.fit_em(
         X,
@@ -155,11 +315,8 @@ def _em(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     print(em.summary())
-    if args.out:
-        out = Path(args.out)
-        if out.suffix != ".json":
-            raise ValueError("--out for em is a .json file")
-        save(em, out, overwrite=args.force)
+    if out is not None:
+        _save_out(em, out, args.force)
         print(f"\nsaved {out}")
     return 0
 
@@ -168,9 +325,11 @@ def _mcmc(args: argparse.Namespace) -> int:
     import arviz as az
 
     import bayesgmm as bg
-    from bayesgmm.bayes import sample_posterior
+    from bayesgmm.bayes._sample import sample_posterior
 
-    X, _names = read_data(args.data, args.columns)
+    _check_common(args)
+    out = _check_out_file(args.out, ".nc", "mcmc (netCDF)", args.force) if args.out else None
+    X, _names = _read(args)
     prior = bg.Prior.default(X, args.n_components)
     em = bg.fit_em(
         X,
@@ -195,18 +354,103 @@ def _mcmc(args: argparse.Namespace) -> int:
     ).relabel()
     print(post)
     print(az.summary(post.to_arviz(), var_names=["weights", "means"]).to_string())
-    if args.out:
-        from bayesgmm.selection import save
-
-        out = Path(args.out)
-        if out.suffix != ".nc":
-            raise ValueError("--out for mcmc is a .nc (netCDF) file")
-        save(post, out, overwrite=args.force)
+    if out is not None:
+        _save_out(post, out, args.force)
         print(f"\nsaved {out}")
     return 0
 
 
+# The record of a compare run's files, kept in its output folder.
+MANIFEST = ".bayesgmm-manifest.json"
+# Names compare writes; under --force only such files of an earlier run are removed.
+_RUN_FILE = re.compile(
+    r"(comparison\.(csv|md|png)|em_[A-Za-z0-9_.-]+\.json|posterior_[A-Za-z0-9_.-]+\.nc"
+    r"|spec_[A-Za-z0-9_.-]+\.json)"
+)
+
+
+def _planned_files(specs, nuts: bool) -> list[str]:
+    names = ["comparison.csv", "comparison.md", "comparison.png"]
+    for spec in specs:
+        names.append(f"spec_{spec.name}.json")
+        for v in spec.variants():
+            names.append(f"em_{v.name}.json")
+            if nuts and spec.nuts.get("enabled", True):
+                names.append(f"posterior_{v.name}.nc")
+    return names
+
+
+def _check_out_dir(path: str, force: bool, planned: list[str]) -> tuple[Path, bool]:
+    """``--out`` of ``compare``, checked before any work; creates it if missing.
+
+    Returns the folder and whether it was created here.
+    """
+    out = Path(path)
+    try:
+        mode = os.lstat(out).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is None:
+        try:
+            out.mkdir(parents=True)
+        except OSError as err:
+            raise ValueError(f"--out {out}: cannot create the folder ({err.strerror})") from None
+        return out, True
+    if stat.S_ISLNK(mode):
+        raise ValueError(
+            f"--out {out} is a symbolic link; bayesgmm does not write through links "
+            "(give the real folder)"
+        )
+    if not stat.S_ISDIR(mode):
+        raise ValueError(f"--out {out} is a file; compare writes its results into a folder")
+    if any(out.iterdir()) and not force:
+        raise FileExistsError(
+            f"{out} exists and is not empty; pass --force to replace the results in it"
+        )
+    for name in planned:
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            raise ValueError(f"--out {out}: {name} is a folder; compare needs that name")
+    return out, False
+
+
+def _earlier_run_files(out: Path) -> set[str]:
+    """Files of an earlier run in ``out``: those its manifest lists (files of compare's
+    names only), or, without a manifest, every file with a name compare writes."""
+    import json
+
+    names = {n for n in os.listdir(out) if _RUN_FILE.fullmatch(n)}
+    try:
+        listed = json.loads((out / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return names
+    if not isinstance(listed, list):
+        return names
+    return names & {n for n in listed if isinstance(n, str)}
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move a finished run from ``staging`` into ``out``; remove the earlier run's
+    files it does not replace. Renames never follow links: a link in ``out`` with an
+    output's name is replaced, its target left alone."""
+    import json
+
+    new = sorted(os.listdir(staging))
+    (staging / MANIFEST).write_text(json.dumps({"files": new}, indent=1) + "\n")
+    for name in sorted(_earlier_run_files(out) - set(new)):
+        target = out / name
+        mode = os.lstat(target).st_mode
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            os.unlink(target)
+    for name in [*new, MANIFEST]:
+        os.replace(staging / name, out / name)
+    staging.rmdir()
+
+
 def _compare(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -215,33 +459,49 @@ def _compare(args: argparse.Namespace) -> int:
     from bayesgmm.plots import plot_model_comparison
     from bayesgmm.selection import compare_models, load_specs, save, to_markdown
 
-    X, _names = read_data(args.data, args.columns)
+    _check_common(args)
     specs = load_specs(args.specs)
-    out = _out_dir(args.out, args.force) if args.out else None
-    res = compare_models(
-        X,
-        specs,
-        criterion=args.criterion,
-        nuts=not args.no_nuts,
-        seed=args.seed,
-        progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)),
-    )
-    shown = [c for c in res.table.columns if c not in ("spec",)]
-    print(res.table[shown].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    if out is None:
-        return 0
-    res.table.to_csv(out / "comparison.csv", index=False)
-    (out / "comparison.md").write_text(to_markdown(res.table) + "\n")
-    for name, em in res.em.items():
-        save(em, out / f"em_{name}.json", overwrite=True)
-    for name, post in res.posteriors.items():
-        save(post, out / f"posterior_{name}.nc", overwrite=True)
-    for spec in specs:
-        save(spec, out / f"spec_{spec.name}.json", overwrite=True)
-    axes = plot_model_comparison(res.table)
-    axes[0].figure.tight_layout()
-    axes[0].figure.savefig(out / "comparison.png", dpi=120)
-    plt.close(axes[0].figure)
+    nuts = not args.no_nuts
+    out = created = None
+    if args.out:
+        out, created = _check_out_dir(args.out, args.force, _planned_files(specs, nuts))
+    staging = None
+    try:
+        if out is not None:  # a run's files are written here, then moved into place
+            staging = Path(tempfile.mkdtemp(prefix=".bayesgmm-partial-", dir=out))
+        X, _names = _read(args)
+        res = compare_models(
+            X,
+            specs,
+            criterion=args.criterion,
+            nuts=nuts,
+            seed=args.seed,
+            progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True)),
+            allow_code=args.allow_code,
+        )
+        shown = [c for c in res.table.columns if c not in ("spec",)]
+        print(res.table[shown].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        if out is None:
+            return 0
+        res.table.to_csv(staging / "comparison.csv", index=False)
+        (staging / "comparison.md").write_text(to_markdown(res.table) + "\n")
+        for name, em in res.em.items():
+            save(em, staging / f"em_{name}.json")
+        for name, post in res.posteriors.items():
+            save(post, staging / f"posterior_{name}.nc")
+        for spec in specs:
+            save(spec, staging / f"spec_{spec.name}.json")
+        axes = plot_model_comparison(res.table)
+        axes[0].figure.tight_layout()
+        axes[0].figure.savefig(staging / "comparison.png", dpi=120)
+        plt.close(axes[0].figure)
+        _publish(staging, out)
+        staging = None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+            if created and not any(out.iterdir()):
+                out.rmdir()
     print(
         f"\nwrote {out}/: comparison.csv, comparison.md, comparison.png, "
         f"{len(res.em)} EM fits (JSON), {len(res.posteriors)} posteriors (netCDF)"
@@ -250,8 +510,16 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", help="CSV file (header optional) or .npy array of shape (N, D)")
+    p.add_argument("data", help="CSV file (comma-separated) or .npy array of shape (N, D)")
     p.add_argument("--columns", help="comma-separated CSV columns to use (default: all)")
+    p.add_argument(
+        "--header",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the CSV's first row is (--header) or is not (--no-header) a header; by "
+        "default a first row with a cell that is not a number is a header, and the "
+        "decision is printed",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--force", action="store_true", help="overwrite existing output")
 
@@ -330,6 +598,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="ranking criterion (bic)",
     )
     cmp_.add_argument("--no-nuts", action="store_true", help="EM only (no LOO/WAIC)")
+    cmp_.add_argument(
+        "--allow-code",
+        action="store_true",
+        help="run the Python code of specifications with a [model] table (custom NumPyro "
+        "models); without it such specifications are refused. Only for model files you "
+        "have read and trust",
+    )
     cmp_.add_argument("--quiet", action="store_true", help="no progress lines")
     cmp_.set_defaults(func=_compare)
     return parser
@@ -343,8 +618,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as err:
-        print(f"bayesgmm {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, TypeError, OSError) as err:
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"bayesgmm {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -37,6 +37,8 @@ through ``to_netcdf``/``from_netcdf``) without warnings.
 
 from __future__ import annotations
 
+import numbers
+
 import jax
 import numpy as np
 
@@ -313,6 +315,70 @@ def _sample_stats_from(idata) -> tuple[dict[str, np.ndarray], np.ndarray | None]
     return stats, permutations
 
 
+def _check_read(params, X, sample_weight, reference, prior, stats, permutations, attrs) -> None:
+    """Refuse what ``to_inference_data`` never writes; each message names the group."""
+    from bayesgmm._core.covariance import COVARIANCE_TYPES
+
+    ct = attrs["covariance_type"]
+    if ct not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"posterior.attrs.covariance_type: must be one of {list(COVARIANCE_TYPES)}; "
+            f"got {ct!r}."
+        )
+    if len(params.batch_shape) != 2:
+        raise ValueError(f"posterior: draws must have axes (chain, draw); got {params!r}.")
+    C, S = params.batch_shape
+    K, D = params.n_components, params.n_features
+    if X.ndim != 2 or X.shape[1] != D or X.dtype.kind not in "iuf" or not np.isfinite(X).all():
+        raise ValueError(
+            f"observed_data.obs: must be finite numbers of shape (N, D={D}); got {X.shape}."
+        )
+    w = sample_weight
+    if (
+        w.shape != (X.shape[0],)
+        or w.dtype.kind not in "iuf"
+        or not (np.isfinite(w) & (w >= 0)).all()
+    ):
+        raise ValueError(
+            f"constant_data.sample_weight: must be {X.shape[0]} finite weights >= 0; "
+            f"got shape {w.shape}."
+        )
+    if reference is not None and (
+        reference.batch_shape or (reference.n_components, reference.n_features) != (K, D)
+    ):
+        raise ValueError(f"{POINT_ESTIMATE_GROUP}: must hold one estimate with K={K}, D={D}.")
+    if prior is not None and (prior.n_components, prior.n_features) != (K, D):
+        raise ValueError(
+            f"{PRIOR_GROUP}: a prior for K={prior.n_components}, D={prior.n_features}; "
+            f"the draws have K={K}, D={D}."
+        )
+    for name, value in stats.items():
+        if value.shape[:2] != (C, S):
+            raise ValueError(
+                f"sample_stats.{name}: must have leading shape (chain, draw) = {(C, S)}; "
+                f"got {value.shape}."
+            )
+    if permutations is not None:
+        perm = np.asarray(permutations)
+        if (
+            perm.shape != (C, S, K)
+            or perm.dtype.kind not in "iu"
+            or not (np.sort(perm, axis=-1) == np.arange(K)).all()
+        ):
+            raise ValueError(
+                f"sample_stats.{PERMUTATION_STAT}: every entry must be a permutation of "
+                f"0..{K - 1} with shape {(C, S, K)}; got shape {perm.shape} and values "
+                f"{np.unique(perm)[:10].tolist()}."
+            )
+    fraction = attrs.get("fraction_permuted")
+    if fraction is not None and not (
+        isinstance(fraction, numbers.Real) and 0 <= float(fraction) <= 1
+    ):
+        raise ValueError(
+            f"posterior.attrs.fraction_permuted: must be in [0, 1]; got {fraction!r}."
+        )
+
+
 @x64
 def from_inference_data(idata) -> Posterior:
     """Rebuild a :class:`~bayesgmm.Posterior` from :func:`to_inference_data` output.
@@ -359,9 +425,13 @@ def from_inference_data(idata) -> Posterior:
     prior = None
     if PRIOR_GROUP in idata.groups():
         prior_ds = idata[PRIOR_GROUP]
+        missing = [name for name in _PRIOR_DIMS if name not in prior_ds]
+        if missing:
+            raise ValueError(f"{PRIOR_GROUP}: variable {missing[0]!r} is missing.")
         prior = Prior(**{name: np.asarray(prior_ds[name].values) for name in _PRIOR_DIMS})
     stats, permutations = _sample_stats_from(idata)
     fraction = attrs.get("fraction_permuted")
+    _check_read(params, X, sample_weight, reference, prior, stats, permutations, attrs)
     return Posterior(
         params=params,
         X=X,

@@ -117,7 +117,7 @@ def permute(params: GMMParams, permutations) -> GMMParams:
     --------
     >>> import numpy as np
     >>> from bayesgmm import GMMParams
-    >>> from bayesgmm.relabel import permute
+    >>> from bayesgmm.diagnostics import permute
     >>> p = GMMParams(weights=[0.3, 0.7], means=[[0.0], [4.0]],
     ...               covariances=[[[1.0]], [[0.5]]])
     >>> np.asarray(permute(p, [1, 0]).means[:, 0]).tolist()
@@ -316,7 +316,7 @@ def relabel(
     --------
     >>> import numpy as np, jax
     >>> import bayesgmm as bg
-    >>> from bayesgmm.relabel import permute, relabel
+    >>> from bayesgmm.diagnostics import permute, relabel
     >>> truth = bg.datasets.true_params_four_gaussians_2d()
     >>> draws = jax.tree.map(lambda a: np.stack([a] * 3), truth)   # 3 identical draws
     >>> switched = permute(draws, [[0, 1, 2, 3], [3, 2, 1, 0], [1, 0, 3, 2]])

@@ -25,7 +25,7 @@ from bayesgmm._core._validation import (
 )
 from bayesgmm._core._warnings import warn
 from bayesgmm.em._fit import EMResult, check_em_settings, fit_validated
-from bayesgmm.selection._specs import ModelSpec, Variant, load_spec
+from bayesgmm.selection._specs import ModelSpec, SpecError, Variant, load_spec
 
 __all__ = ["CRITERIA", "ComparisonResult", "compare_models", "to_markdown"]
 
@@ -89,7 +89,7 @@ def _fit_variant_em(data, w, v: Variant, seed: int) -> EMResult:
     return _fit_em(data, w, v, seed, prior)
 
 
-def _fit_variant_nuts(data, w, v: Variant, seed: int, progress_bar: bool):
+def _fit_variant_nuts(data, w, v: Variant, seed: int, progress_bar: bool, models=None):
     from bayesgmm._core import covariance as _cov
     from bayesgmm.bayes._nuts import CHAIN_METHODS
     from bayesgmm.bayes._sample import sample_validated
@@ -111,23 +111,64 @@ def _fit_variant_nuts(data, w, v: Variant, seed: int, progress_bar: bool):
         chain_method=CHAIN_METHODS[0],
         progress_bar=progress_bar,
         target_accept_prob=float(nuts.get("target_accept_prob", 0.8)),
-        model=_load_custom_model(v.spec) if v.spec.model else None,
+        model=((models or {}).get(v.spec.name) or _load_custom_model(v.spec))
+        if v.spec.model
+        else None,
     )
 
 
+def _custom_model(spec: ModelSpec, models: dict | None):
+    """The spec's custom model (imported once before the first fit), or None."""
+    if not spec.model:
+        return None
+    return (models or {}).get(spec.name) or _load_custom_model(spec)
+
+
 def _load_custom_model(spec: ModelSpec) -> Callable:
+    """Import ``spec``'s model file (this runs its code) and return its model function.
+
+    Any error, on import or later when the model runs, is a ``SpecError``
+    naming the specification, the file and the function.
+    """
+    import functools
     import importlib.util
 
-    path = spec.model["file"]
-    module_spec = importlib.util.spec_from_file_location(f"bayesgmm_custom_{spec.name}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    fn = getattr(module, spec.model["function"], None)
+    path = spec.model_file()
+    name = spec.model["function"]
+    where = f"{spec.source}: model: {path}"
+    try:
+        module_spec = importlib.util.spec_from_file_location(f"bayesgmm_custom_{spec.name}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    except Exception as err:
+        raise SpecError(f"{where} failed to import: {type(err).__name__}: {err}") from err
+    fn = getattr(module, name, None)
     if not callable(fn):
-        raise ValueError(
-            f"{spec.source}: model.function: {path} has no function {spec.model['function']!r}"
+        raise SpecError(f"{where} has no function {name!r}")
+
+    @functools.wraps(fn)
+    def model(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            raise SpecError(f"{where}: {name}() raised {type(err).__name__}: {err}") from err
+
+    return model
+
+
+def _check_custom_models(specs, nuts: bool, allow_code: bool) -> dict[str, Callable]:
+    """Refuse, before any fit, specifications that would run code without ``allow_code``;
+    with it, import their models now so that a broken file fails first, not last."""
+    running = [s for s in specs if s.model and nuts and s.nuts.get("enabled", True)]
+    if running and not allow_code:
+        spec = running[0]
+        raise SpecError(
+            f"{spec.source}: model: this specification runs the Python code in "
+            f"{spec.model['file']!r} (function {spec.model['function']!r}), with your "
+            "permissions; read that file, and if you trust it pass allow_code=True "
+            "(bayesgmm compare --allow-code)"
         )
-    return fn
+    return {s.name: _load_custom_model(s) for s in running}
 
 
 def compare_models(
@@ -140,6 +181,7 @@ def compare_models(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
     progress_bar: bool = False,
+    allow_code: bool = False,
 ) -> ComparisonResult:
     """Fit every variant of ``specs`` and rank them.
 
@@ -175,6 +217,11 @@ def compare_models(
         Called with a line of text before each fit (the CLI prints it).
     progress_bar : bool
         NumPyro's progress bar for each NUTS run.
+    allow_code : bool
+        Run the custom models of specifications with a ``[model]`` table.
+        Such a table imports and executes a Python file, so it is refused
+        (``SpecError``, before any fit) unless this is True. Pass it only for
+        specifications whose model file you have read and trust.
 
     Returns
     -------
@@ -195,6 +242,16 @@ def compare_models(
             f"variants {too_big} have more components than the {data.shape[0]} rows of X; "
             "lower n_components in their specifications."
         )
+    for v in variants:  # priors fail here (e.g. a scale that overflows), not after other fits
+        if not (v.spec.em.get("map") or (nuts and v.spec.nuts.get("enabled", True))):
+            continue  # maximum-likelihood EM only: no prior is built
+        try:
+            v.spec.prior_for(data, w, v.n_components)
+        except SpecError:
+            raise
+        except ValueError as err:
+            raise ValueError(f"{v.name}: {err}") from None
+    models = _check_custom_models(specs, nuts, allow_code)
     say = progress or (lambda _msg: None)
     result = ComparisonResult(table=pd.DataFrame(), criterion=criterion)
     rows = []
@@ -218,7 +275,7 @@ def compare_models(
         }
         if nuts and v.spec.nuts.get("enabled", True):
             say(f"[{i}/{len(variants)}] NUTS {v.name}")
-            post = _fit_variant_nuts(data, w, v, seed, progress_bar)
+            post = _fit_variant_nuts(data, w, v, seed, progress_bar, models)
             result.posteriors[v.name] = post
             row.update(_bayes_row(v.name, post, result))
         rows.append(row)

@@ -29,19 +29,31 @@ components (each a *variant*), the prior and the EM / NUTS settings::
     num_samples = 500
     target_accept_prob = 0.8
 
-    [model]                             # optional custom NumPyro model
-    file = "my_model.py"                # relative to the specification file
+    [model]                             # optional custom NumPyro model: runs code!
+    file = "my_model.py"                # in the specification's folder (or below it)
     function = "model"
 
 A custom model is a function ``model(X, n_components, prior, covariance_type,
 sample_weight)`` that declares the shared sites: ``weights`` (K,), ``means``
 (K, D) and ``covariances`` (K, D, D) (latent or ``numpyro.deterministic``) and
 an observed site ``obs`` whose log-probability is per row (for LOO/WAIC).
+
+Security: a ``[model]`` table makes :func:`~bayesgmm.selection.compare_models`
+import and run the Python file it names, so it runs only when the caller says
+so (``compare_models(..., allow_code=True)``, ``bayesgmm compare --allow-code``).
+``model.file`` must be a relative path that stays inside the folder of the
+specification file (no absolute paths, no ``..``, no link out of it); it is kept
+relative, so saved specifications never carry the author's absolute paths.
+
+Every value is checked when the file is read (numbers must be finite, at most
+:data:`MAX_VARIANTS` numbers of components), so that a bad value fails before
+the first fit rather than after the other variants ran.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import re
 import tomllib
@@ -56,7 +68,10 @@ from bayesgmm._core._validation import check_data, check_sample_weight
 from bayesgmm._core.priors import Prior, default_prior
 from bayesgmm.em._init import INIT_METHODS
 
-__all__ = ["ModelSpec", "SpecError", "Variant", "load_spec", "load_specs"]
+__all__ = ["MAX_VARIANTS", "ModelSpec", "SpecError", "Variant", "load_spec", "load_specs"]
+
+# Most numbers of components one specification may list (each is a fit, or two).
+MAX_VARIANTS = 1000
 
 
 class SpecError(ValueError):
@@ -64,7 +79,13 @@ class SpecError(ValueError):
 
 
 def _real(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+    """A finite real number (not a bool): inf and nan fail here, before any fit."""
+    if not isinstance(v, numbers.Real) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _int(v) -> bool:
@@ -73,17 +94,17 @@ def _int(v) -> bool:
 
 # key -> (check, what is allowed)
 _PRIOR_KEYS = {
-    "weight_concentration": (lambda v: _real(v) and v > 0, "a number > 0"),
-    "mean_precision": (lambda v: _real(v) and v > 0, "a number > 0"),
-    "dof_extra": (lambda v: _real(v) and v > -1, "a number > -1 (dof = D + dof_extra)"),
-    "scale_factor": (lambda v: _real(v) and v > 0, "a number > 0"),
+    "weight_concentration": (lambda v: _real(v) and v > 0, "a finite number > 0"),
+    "mean_precision": (lambda v: _real(v) and v > 0, "a finite number > 0"),
+    "dof_extra": (lambda v: _real(v) and v > -1, "a finite number > -1 (dof = D + dof_extra)"),
+    "scale_factor": (lambda v: _real(v) and v > 0, "a finite number > 0"),
 }
 _EM_KEYS = {
     "n_init": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
     "init": (lambda v: v in INIT_METHODS, f"one of {list(INIT_METHODS)}"),
-    "tol": (lambda v: _real(v) and v >= 0, "a number >= 0"),
+    "tol": (lambda v: _real(v) and v >= 0, "a finite number >= 0"),
     "max_iter": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    "reg_covar": (lambda v: _real(v) and v >= 0, "a number >= 0"),
+    "reg_covar": (lambda v: _real(v) and v >= 0, "a finite number >= 0"),
     "map": (lambda v: isinstance(v, bool), "true or false"),
 }
 _NUTS_KEYS = {
@@ -93,8 +114,21 @@ _NUTS_KEYS = {
     "num_samples": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
     "target_accept_prob": (lambda v: _real(v) and 0 < v < 1, "a number in (0, 1)"),
 }
+
+
+def _relative_py(v) -> bool:
+    if not isinstance(v, str) or not v.endswith(".py") or "\\" in v or "\0" in v:
+        return False
+    parts = v.split("/")
+    return not v.startswith("/") and ".." not in parts and ":" not in parts[0]
+
+
 _MODEL_KEYS = {
-    "file": (lambda v: isinstance(v, str) and v.endswith(".py"), "a path to a .py file"),
+    "file": (
+        _relative_py,
+        "a relative path to a .py file in the specification's folder (no absolute path, "
+        "no '..', '/' between folders)",
+    ),
     "function": (lambda v: isinstance(v, str) and v.isidentifier(), "a Python identifier"),
 }
 _TOP_KEYS = {
@@ -195,14 +229,46 @@ class ModelSpec:
         elif isinstance(value, dict):
             if set(value) != {"start", "stop"} or not all(_int(v) for v in value.values()):
                 fail("n_components", "a range must be {start = int, stop = int} (stop included)")
+            if value["stop"] - value["start"] + 1 > MAX_VARIANTS:
+                fail(
+                    "n_components",
+                    f"the range {value['start']}..{value['stop']} has "
+                    f"{value['stop'] - value['start'] + 1} numbers of components; at most "
+                    f"{MAX_VARIANTS} per specification",
+                )
             ks = list(range(value["start"], value["stop"] + 1))
         else:
             fail("n_components", f"must be an int, a list of ints or a range; got {value!r}")
+        if len(ks) > MAX_VARIANTS:
+            fail("n_components", f"lists {len(ks)} numbers of components; at most {MAX_VARIANTS}")
         if not ks or not all(_int(k) and k >= 1 for k in ks):
             fail("n_components", f"every number of components must be an integer >= 1; got {ks}")
         if len(set(ks)) != len(ks):
             fail("n_components", f"contains duplicates: {ks}")
         return tuple(int(k) for k in ks)
+
+    def model_file(self) -> Path:
+        """The custom model's file: ``model.file`` in the specification's folder.
+
+        The folder is that of :attr:`source` (the current folder for a
+        specification built from a dict). Raises ``SpecError`` if the file is
+        missing or, links resolved, lies outside that folder. Reads nothing.
+        """
+        if not self.model:
+            raise SpecError(f"{self.source}: model: this specification has no custom model")
+        folder = Path(self.source).parent.resolve()
+        path = (folder / self.model["file"]).resolve()
+        if not path.is_relative_to(folder):
+            raise SpecError(
+                f"{self.source}: model.file: {self.model['file']!r} leads outside the "
+                f"specification's folder {folder} (through a link); the model file must "
+                "live in that folder"
+            )
+        if not path.is_file():
+            raise SpecError(
+                f"{self.source}: model.file: {folder / self.model['file']} does not exist"
+            )
+        return path
 
     def variants(self) -> list[Variant]:
         """One :class:`Variant` per number of components."""
@@ -229,12 +295,15 @@ class ModelSpec:
         factor = p.get("scale_factor", 1.0)
         if factor == 1.0:
             return prior
+        with np.errstate(over="ignore"):
+            scale = np.asarray(prior.scale) * factor
+        if not np.isfinite(scale).all():
+            raise SpecError(
+                f"{self.source}: prior.scale_factor: {factor!r} times the default scale "
+                f"overflows for these data at K={n_components}"
+            )
         return Prior(
-            prior.weight_concentration,
-            prior.mean,
-            prior.mean_precision,
-            prior.dof,
-            np.asarray(prior.scale) * factor,
+            prior.weight_concentration, prior.mean, prior.mean_precision, prior.dof, scale
         )
 
     def to_dict(self) -> dict:
@@ -251,19 +320,22 @@ class ModelSpec:
 def load_spec(path) -> ModelSpec:
     """Read and validate one TOML specification file."""
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"{path}: is a folder, not a specification file")
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise SpecError(f"{path}: no such specification file") from None
-    except tomllib.TOMLDecodeError as err:
+    except OSError as err:
+        raise SpecError(f"{path}: cannot be read ({err.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise SpecError(f"{path}: not valid TOML: {err}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: not valid TOML: nested too deeply") from None
     spec = ModelSpec.from_dict(data, source=str(path))
     if spec.model:
-        model_file = (path.parent / spec.model["file"]).resolve()
-        if not model_file.is_file():
-            raise SpecError(f"{path}: model.file: {model_file} does not exist")
-        spec = ModelSpec(**{**spec.__dict__, "model": {**spec.model, "file": str(model_file)}})
+        spec.model_file()  # exists and stays in the folder; kept relative in the spec
     return spec
 
 
