@@ -298,7 +298,10 @@ def fit_em(
         model samples. ``Prior.default(X, K)`` is a sensible start.
     sample_weight : array-like of shape (N,), optional
         Non-negative weights acting as replication counts: a weight of 2 is a
-        duplicated row, a weight of 0 a removed row.
+        duplicated row, a weight of 0 a removed row. Multiplying all weights by
+        a constant leaves a maximum-likelihood fit unchanged (the reported
+        log-likelihood and ``n_samples`` scale with it); under MAP-EM their
+        total is the amount of data weighed against the prior.
     init : {"kmeans++", "kmeans", "random", "random_from_data"} or GMMParams
         How to start (see :func:`bayesgmm.init.initial_responsibilities`), or
         parameters to start from (then ``n_init`` is 1).
@@ -373,7 +376,8 @@ def fit_em(
     pad = n_blocks * B - N
     Xs = std.blocks(data, n_blocks, B)
     del data  # the caller's array, or check_fit_inputs' conversion of it
-    ws = np.concatenate([w, np.zeros(pad, dt)]).reshape(n_blocks, B)
+    w_fit, w_scale = _weights_for_fit(w, prior)
+    ws = np.concatenate([w_fit, np.zeros(pad, dt)]).reshape(n_blocks, B)
     out = _em_core.fit_restarts_jit(
         jax.random.split(key, n_init),
         Xs,
@@ -387,7 +391,26 @@ def fit_em(
         tol=np.asarray(tol, dt),
         max_iter=max_iter,
     )
-    return _select_best(out, std, prior, structure, w, reg_covar, N, D)
+    return _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale)
+
+
+def _weights_for_fit(w: np.ndarray, prior: Prior | None) -> tuple[np.ndarray, float]:
+    """The sample weights EM computes with, and the factor that maps its totals back.
+
+    A common scale of the weights does not change a maximum-likelihood fit, but
+    the M-step's guard against empty components (``counts + 10 eps``) is
+    absolute: weights of 1e-15 would make it as large as the counts themselves.
+    Without a prior EM therefore runs on weights of mean 1 and every total it
+    reports (log-likelihood, history, ICL term) is multiplied back by
+    ``w_scale``. Under MAP-EM the weights' scale is information (how much data
+    there is next to the prior), so they are used as given.
+    """
+    if prior is not None:
+        return w, 1.0
+    top = float(w.max())  # > 0: check_sample_weight saw a positive sum
+    unit = w / top  # in (0, 1]: no overflow in the mean below
+    mean = float(unit.mean())
+    return (unit / mean).astype(w.dtype), top * mean
 
 
 def _check_init(init, K: int, D: int, dtype) -> GMMParams | None:
@@ -408,7 +431,12 @@ def _check_init(init, K: int, D: int, dtype) -> GMMParams | None:
     raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams; got {init!r}.")
 
 
-def _select_best(out, std, prior, structure, w, reg_covar, N, D) -> EMResult:
+def _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale=1.0) -> EMResult:
+    """The best restart, in the user's units and for the user's sample weights.
+
+    ``w`` are the user's weights; EM ran on ``w / w_scale`` (see
+    :func:`_weights_for_fit`), so its totals are multiplied by ``w_scale``.
+    """
     failed = np.asarray(out.failed)
     objectives = np.where(failed, -np.inf, np.asarray(out.objective))
     if failed.all():
@@ -421,9 +449,9 @@ def _select_best(out, std, prior, structure, w, reg_covar, N, D) -> EMResult:
     pick = jax.tree.map(lambda leaf: np.asarray(leaf)[best], out)
     n_iter = int(pick.n_iter)
     log_jac = float(w.sum()) * D * math.log(std.scale)
-    history = np.asarray(pick.history[: n_iter + 1]) - log_jac
+    history = w_scale * np.asarray(pick.history[: n_iter + 1]) - log_jac
     params = std.params_out(pick.params)
-    log_lik = float(pick.log_lik) - log_jac
+    log_lik = w_scale * float(pick.log_lik) - log_jac
     log_post = hist_post = None
     prior_shift = 0.0
     if prior is not None:
@@ -456,8 +484,8 @@ def _select_best(out, std, prior, structure, w, reg_covar, N, D) -> EMResult:
         n_samples=float(w.sum()),
         reg_covar=reg_covar,
         restart_objectives=np.where(
-            failed, np.nan, np.asarray(out.objective) - log_jac + prior_shift
+            failed, np.nan, w_scale * np.asarray(out.objective) - log_jac + prior_shift
         ),
         best_restart=best,
-        _hard_log_resp=float(pick.hard_log_resp),
+        _hard_log_resp=w_scale * float(pick.hard_log_resp),
     )
