@@ -109,7 +109,10 @@ class GMMParams:
         )
 
     def __getitem__(self, index) -> GMMParams:
-        """Index the batch axes: ``post.params[0, 10]`` is chain 0, draw 10."""
+        """Index the batch axes: ``post.params[0, 10]`` is chain 0, draw 10.
+
+        Indexes as NumPy does: an index out of range raises ``IndexError``.
+        """
         if not self.batch_shape:
             raise IndexError("these GMMParams have no batch axes to index")
         idx = index if isinstance(index, tuple) else (index,)
@@ -120,6 +123,15 @@ class GMMParams:
                 f"too many indices ({len(idx)}) for batch shape {self.batch_shape}; "
                 "GMMParams indexing selects draws, not components"
             )
+        if not any(_is_tracer(i) for i in idx):
+            # JAX clamps out-of-range integers (params[0, 100] of 50 draws would be draw
+            # 49); index a zero-stride stand-in of the batch shape as NumPy does, to raise.
+            try:
+                np.broadcast_to(np.empty((), np.bool_), self.batch_shape)[idx]
+            except IndexError as err:
+                raise IndexError(
+                    f"{err} (GMMParams with batch shape {self.batch_shape}, e.g. (chain, draw))"
+                ) from None
         return jax.tree.map(lambda leaf: leaf[idx], self)
 
     def to_numpy(self) -> dict[str, np.ndarray]:

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bayesgmm as bg
+from bayesgmm import GMMParams
 
 
 # ------------------------------------------------------ 4. weight scale ---
@@ -65,3 +66,44 @@ def test_weight_scale_still_matters_under_a_prior(faithful):
     one = bg.fit_em(faithful, 2, prior=prior)
     tiny = bg.fit_em(faithful, 2, prior=prior, sample_weight=np.full(n, 1e-3))
     assert not np.allclose(tiny.params.means, one.params.means, rtol=1e-3)
+
+
+# ------------------------------------------------- 5. out-of-range draws ---
+@pytest.fixture(scope="module")
+def draws():
+    """Batched parameters shaped like a posterior: 2 chains of 50 draws, K=2, D=1."""
+    rng = np.random.default_rng(5)
+    return GMMParams(
+        weights=np.full((2, 50, 2), 0.5),
+        means=rng.normal(size=(2, 50, 2, 1)),
+        covariances=np.ones((2, 50, 2, 1, 1)),
+    )
+
+
+@pytest.mark.parametrize(
+    "index",
+    [(0, 100), (0, 50), (5,), (2, 0), (0, -51), (-3,), (0, np.array([1, 50])), (0, [49, 50])],
+    ids=str,
+)
+def test_out_of_range_draw_raises_index_error(draws, index):
+    with pytest.raises(IndexError, match="out of bounds"):
+        draws[index]
+
+
+def test_in_range_draws_index_like_numpy(draws):
+    means = np.asarray(draws.means)
+    np.testing.assert_array_equal(draws[0, -50].means, means[0, 0])
+    np.testing.assert_array_equal(draws[1, 49].means, means[1, 49])
+    np.testing.assert_array_equal(draws[-1].means, means[1])
+    np.testing.assert_array_equal(draws[:, 10:20].means, means[:, 10:20])
+    np.testing.assert_array_equal(draws[0, np.array([3, 7])].means, means[0, [3, 7]])
+
+
+def test_single_chain_index_beyond_it_raises():
+    one_chain = GMMParams(
+        weights=np.full((1, 3, 1), 1.0),
+        means=np.zeros((1, 3, 1, 1)),
+        covariances=np.ones((1, 3, 1, 1, 1)),
+    )
+    with pytest.raises(IndexError, match="batch shape \\(1, 3\\)"):
+        one_chain[5]
