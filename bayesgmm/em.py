@@ -407,10 +407,15 @@ def _weights_for_fit(w: np.ndarray, prior: Prior | None) -> tuple[np.ndarray, fl
     """
     if prior is not None:
         return w, 1.0
-    top = float(w.max())  # > 0: check_sample_weight saw a positive sum
-    unit = w / top  # in (0, 1]: no overflow in the mean below
-    mean = float(unit.mean())
-    return (unit / mean).astype(w.dtype), top * mean
+    total = float(w.sum())  # > 0: check_sample_weight saw a positive sum
+    if np.isfinite(total):
+        scale = total / w.size
+    else:  # the sum overflows: take the mean of w / max(w) instead
+        top = float(w.max())
+        scale = top * float((w / top).mean())
+    if scale == 1.0:  # unit weights (the default): no copy
+        return w, 1.0
+    return (w / scale).astype(w.dtype, copy=False), scale
 
 
 def _check_init(init, K: int, D: int, dtype) -> GMMParams | None:
