@@ -7,6 +7,8 @@ object) with a message saying what was expected, what was given, and what to do.
 from __future__ import annotations
 
 import numbers
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -24,6 +26,23 @@ class ConvergenceWarning(_SklearnConvergenceWarning):
     A subclass of scikit-learn's ``ConvergenceWarning``, so filters written for
     scikit-learn silence it too.
     """
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the first line outside bayesgmm.
+
+    Call it in the function that calls ``warnings.warn``: frames of bayesgmm's
+    own modules (wrappers, helpers, an entry point called by another one) are
+    skipped, so the warning names the user's line however it was reached.
+    """
+    package = sys.modules[__name__.split(".")[0]]
+    root = os.path.dirname(os.path.abspath(package.__file__)) + os.sep
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(root):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def check_data(

@@ -16,10 +16,12 @@ from bayesgmm._precision import resolve_dtype, x64
 from bayesgmm._validation import (
     ColumnStats,
     ConvergenceWarning,
+    DataWarning,
     check_fit_inputs,
     check_positive,
     check_positive_int,
     column_stats,
+    user_stacklevel,
     warn_data_problems,
     warn_reg_covar_scale,
 )
@@ -72,6 +74,16 @@ class EMResult:
         Effective number of samples, the sum of the sample weights.
     restart_objectives : ndarray of shape (n_init,)
         Final log-likelihood (or log posterior) of every restart.
+    degenerate_components : tuple of int
+        Components whose covariance the data do not determine (``fit_em``
+        warns with a ``DataWarning`` naming them): the data's own variance in
+        some direction is no larger than ``reg_covar`` (the covariance is set by
+        ``reg_covar``, or is numerically singular), or, without a prior, the
+        component holds fewer effective points than its covariance needs
+        (``D + 1`` for ``full``, 2 for ``diag`` and ``spherical``; effective
+        points are the component's weight times the rows with positive
+        sample weight). Their log-likelihood, and BIC, AIC and ICL, describe
+        ``reg_covar`` rather than the data.
     """
 
     params: GMMParams
@@ -88,6 +100,7 @@ class EMResult:
     restart_objectives: np.ndarray
     best_restart: int
     _hard_log_resp: float = field(repr=False)
+    degenerate_components: tuple[int, ...] = ()
 
     @property
     def n_components(self) -> int:
@@ -150,6 +163,11 @@ class EMResult:
             f"  BIC: {self.bic:.3f}   AIC: {self.aic:.3f}   ICL: {self.icl:.3f}   "
             f"(free parameters: {self.n_parameters})"
         )
+        if self.degenerate_components:
+            lines.append(
+                f"  degenerate components: {list(self.degenerate_components)} "
+                "(covariance not determined by the data)"
+            )
         with np.printoptions(precision=4, suppress=True):
             for k in range(self.n_components):
                 lines.append(f"  component {k}: weight {p['weights'][k]:.4f}")
@@ -476,6 +494,7 @@ def _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale=1.0) ->
             ConvergenceWarning,
             stacklevel=4,
         )
+    degenerate = _degenerate_components(params, structure, prior, reg_covar, int((w > 0).sum()))
     return EMResult(
         params=params,
         log_likelihood=log_lik,
@@ -493,4 +512,62 @@ def _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale=1.0) ->
         ),
         best_restart=best,
         _hard_log_resp=w_scale * float(pick.hard_log_resp),
+        degenerate_components=degenerate,
     )
+
+
+# Effective points a covariance structure needs per component for a non-singular
+# estimate (tied pools all components: only the variance test applies to it).
+_POINTS_NEEDED = {"full": lambda D: D + 1, "diag": lambda D: 2, "spherical": lambda D: 2}
+
+
+def _degenerate_components(
+    params: GMMParams, structure: str, prior, reg_covar: float, n_used: int
+) -> tuple[int, ...]:
+    """Components whose covariance the data do not determine; warns naming them.
+
+    A component is degenerate when the data's own variance in some direction
+    (the smallest eigenvalue of its covariance less ``reg_covar``) is at most
+    ``reg_covar``, or below the rounding level of the covariance, or when,
+    without a prior, it holds fewer effective points (weight times ``n_used``,
+    the rows with positive sample weight; duplicating a row adds none) than
+    the structure needs. Under MAP-EM the prior keeps covariances proper and
+    only the variance test applies.
+    """
+    cov = np.asarray(params.covariances, dtype=np.float64)
+    K, D = cov.shape[0], cov.shape[-1]
+    eig = np.linalg.eigvalsh(cov)
+    rounding = D * np.finfo(params.dtype).eps * eig[:, -1]
+    own = eig[:, 0] - reg_covar
+    by_variance = own <= np.maximum(reg_covar, rounding)
+    points = np.asarray(params.weights, dtype=np.float64) * n_used
+    needed = _POINTS_NEEDED.get(structure) if prior is None else None
+    by_count = points < needed(D) if needed is not None else np.zeros(K, bool)
+    bad = np.flatnonzero(by_variance | by_count)
+    if not bad.size:
+        return ()
+    reasons = []
+    for k in bad:
+        why = []
+        if by_count[k]:
+            why.append(
+                f"{points[k]:.3g} effective points, fewer than the {needed(D)} a "
+                f"{structure!r} covariance in D={D} needs"
+            )
+        if by_variance[k]:
+            why.append(
+                f"smallest variance {eig[k, 0]:.3g}, set by reg_covar={reg_covar:g}"
+                if reg_covar > 0 and own[k] <= reg_covar
+                else f"a numerically singular covariance (smallest variance {eig[k, 0]:.3g})"
+            )
+        reasons.append(f"component {k}: {' and '.join(why)}")
+    warnings.warn(
+        f"degenerate component(s) {bad.tolist()} of the K={K} fit: "
+        + "; ".join(reasons)
+        + ". Their covariance is not determined by the data, so the log-likelihood (and "
+        "BIC, AIC, ICL) describe reg_covar rather than the data. Use fewer components, a "
+        "simpler covariance_type ('diag' or 'spherical'), a prior, or more data.",
+        DataWarning,
+        stacklevel=user_stacklevel(),
+    )
+    return tuple(int(k) for k in bad)

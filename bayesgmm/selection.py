@@ -209,6 +209,8 @@ def compare_models(
             "icl": em.icl,
             "converged": em.converged,
             "n_iter": em.n_iter,
+            # a component whose covariance reg_covar sets: its BIC/AIC/ICL are not the data's
+            "degenerate": bool(em.degenerate_components),
         }
         if nuts and v.spec.nuts.get("enabled", True):
             say(f"[{i}/{len(variants)}] NUTS {v.name}")

@@ -4,6 +4,7 @@ Data stay tiny: every test is about a corner of the arithmetic, not about size.
 """
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -107,3 +108,67 @@ def test_single_chain_index_beyond_it_raises():
     )
     with pytest.raises(IndexError, match="batch shape \\(1, 3\\)"):
         one_chain[5]
+
+
+# -------------------------------------------- 6. degenerate components ---
+def _one_gaussian(n, d, seed=6):
+    return np.random.default_rng(seed).normal(size=(n, d))
+
+
+def test_component_with_fewer_points_than_dimensions_is_named():
+    """N=20 rows of one Gaussian in D=8: K=2 splits off a component held up by reg_covar."""
+    X = _one_gaussian(20, 8)
+    with pytest.warns(bg.DataWarning, match=r"degenerate component\(s\) \[\d\]") as caught:
+        fit = bg.fit_em(X, 2)
+    (k,) = fit.degenerate_components
+    message = next(str(w.message) for w in caught if "degenerate" in str(w.message))
+    assert f"component {k}:" in message and "reg_covar" in message
+    n_k = float(fit.params.weights[k]) * 20
+    assert n_k < 9  # fewer effective points than D + 1
+    # the warning points at the user's line (this file), not at bayesgmm
+    assert {w.filename for w in caught if "degenerate" in str(w.message)} == {__file__}
+    assert "degenerate components" in fit.summary()
+
+
+def test_more_dimensions_than_rows_flags_k1():
+    with pytest.warns(bg.DataWarning, match=r"component 0: 5 effective points"):
+        fit = bg.fit_em(_one_gaussian(5, 8), 1)
+    assert fit.degenerate_components == (0,)
+
+
+def test_collapsed_component_in_one_dimension_is_flagged():
+    """A component on one repeated value has variance reg_covar whatever the count."""
+    X = np.concatenate([np.linspace(-1, 1, 30), np.full(10, 5.0)])
+    with pytest.warns(bg.DataWarning, match="set by reg_covar"):
+        fit = bg.fit_em(X, 2, init=GMMParams([0.75, 0.25], [[0.0], [5.0]], [[[0.3]], [[0.1]]]))
+    assert fit.degenerate_components == (int(np.argmax(fit.params.means[:, 0])),)
+
+
+def test_proper_fits_are_not_flagged(faithful):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", bg.DataWarning)
+        ml = bg.fit_em(faithful, 2)
+        fit = bg.fit_em(faithful, 2, prior=bg.Prior.default(faithful, 2))
+        wide = bg.fit_em(_one_gaussian(300, 8), 1)
+    assert ml.degenerate_components == fit.degenerate_components == ()
+    assert wide.degenerate_components == ()
+
+
+def test_degenerate_warning_from_the_estimator_points_at_the_caller():
+    X = _one_gaussian(5, 8)
+    with pytest.warns(bg.DataWarning, match="degenerate") as caught:
+        gm = bg.GaussianMixture(1, random_state=0).fit(X)
+    assert gm.result_.degenerate_components == (0,)
+    assert {w.filename for w in caught if "degenerate" in str(w.message)} == {__file__}
+
+
+def test_compare_models_table_has_degenerate_column():
+    from bayesgmm.selection import compare_models
+    from bayesgmm.specs import ModelSpec
+
+    X = _one_gaussian(20, 8)
+    spec = ModelSpec.from_dict({"name": "g", "covariance_type": "full", "n_components": [1, 2]})
+    with pytest.warns(bg.DataWarning, match="degenerate"):
+        table = compare_models(X, [spec], nuts=False).table.set_index("model")
+    assert table["degenerate"].dtype == bool
+    assert not table.loc["g-K1", "degenerate"] and table.loc["g-K2", "degenerate"]
