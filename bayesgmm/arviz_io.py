@@ -41,6 +41,7 @@ import jax
 import numpy as np
 
 from bayesgmm._precision import x64
+from bayesgmm._validation import check_seed
 from bayesgmm.params import GMMParams
 from bayesgmm.posterior import Posterior
 from bayesgmm.priors import Prior
@@ -229,7 +230,7 @@ def to_inference_data(
     weight = np.asarray(posterior.sample_weight)
     if weight.shape != (N,):
         raise ValueError(f"Posterior.sample_weight must have shape ({N},); got {weight.shape}.")
-    seed = int(seed)
+    seed = check_seed(seed) or 0
     coords = _coords(posterior, feature_names)
     chain_draw = ("chain", "draw")
 

@@ -32,7 +32,12 @@ from numpyro.infer.util import constrain_fn, potential_energy
 from bayesgmm import _em_core, _linalg, _memory_maps
 from bayesgmm import covariance as _cov
 from bayesgmm._precision import resolve_dtype, x64
-from bayesgmm._validation import check_fit_inputs, check_positive_int, warn_data_problems
+from bayesgmm._validation import (
+    check_fit_inputs,
+    check_positive_int,
+    check_seed,
+    warn_data_problems,
+)
 from bayesgmm.em import EMResult, fit_em
 from bayesgmm.model import MixtureRows, gmm_model
 from bayesgmm.params import GMMParams
@@ -366,7 +371,8 @@ def sample_posterior(
           estimate (covariances projected onto ``covariance_type``'s family).
         - a ``GMMParams`` with batch shape ``(num_chains,)``: one start per chain.
     seed : int, optional
-        Seed of the sampler; ignored when ``key`` is given.
+        Seed of the sampler, an int in ``[0, 2**63)`` (None means 0); ignored
+        when ``key`` is given.
     key : jax.random key, optional
     chain_method : {None, "vectorized", "sequential", "parallel"}
         How the chains run. The default (None) is ``"vectorized"``: all chains
@@ -461,6 +467,7 @@ def sample_posterior(
     if not 0.0 < float(target_accept_prob) < 1.0:
         raise ValueError(f"target_accept_prob must lie in (0, 1); got {target_accept_prob!r}.")
     chain_method = _check_chain_method(chain_method, num_chains)
+    seed = check_seed(seed)
     if key is None:
         key = jax.random.key(0 if seed is None else seed)
     warn_data_problems(data, w, K)

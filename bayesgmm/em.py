@@ -20,6 +20,7 @@ from bayesgmm._validation import (
     check_fit_inputs,
     check_positive,
     check_positive_int,
+    check_seed,
     column_stats,
     user_stacklevel,
     warn_data_problems,
@@ -337,7 +338,8 @@ def fit_em(
         covariances positive definite, and the MAP-EM estimate is then exactly
         the posterior mode).
     seed : int, optional
-        Seed of the initialisation; ignored when ``key`` is given.
+        Seed of the initialisation, an int in ``[0, 2**63)`` (None means 0);
+        ignored when ``key`` is given.
     key : jax.random key, optional
     dtype : {None, "float64", "float32"}
         float64 unless X is float32 or float32 is asked for.
@@ -380,6 +382,7 @@ def fit_em(
             UserWarning,
             stacklevel=3,
         )
+    seed = check_seed(seed)
     params0 = _check_init(init, K, D, dt)
     if params0 is not None:
         n_init = 1

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayesgmm._validation import check_data
+from bayesgmm._validation import check_data, check_seed
 from bayesgmm.em import EMResult, fit_em
 from bayesgmm.specs import ModelSpec, Variant, load_spec
 
@@ -180,6 +180,7 @@ def compare_models(
         raise ValueError(f"criterion must be one of {list(CRITERIA)}; got {criterion!r}.")
     if CRITERIA[criterion][0].startswith("elpd") and not nuts:
         raise ValueError(f"criterion={criterion!r} needs the NUTS runs; pass nuts=True.")
+    seed = check_seed(seed)
     data = check_data(X, dtype=np.dtype(np.float64))
     w = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
     specs = _as_specs(specs)

@@ -172,3 +172,119 @@ def test_compare_models_table_has_degenerate_column():
         table = compare_models(X, [spec], nuts=False).table.set_index("model")
     assert table["degenerate"].dtype == bool
     assert not table.loc["g-K1", "degenerate"] and table.loc["g-K2", "degenerate"]
+
+
+# ------------------------------------------------- 10. seeds and types ---
+SMALL = np.linspace(-1.0, 1.0, 12).reshape(-1, 1)
+BAD_SEEDS = [
+    (np.random.default_rng(0), TypeError, r"seed must be an int in \[0, 2\*\*63\).*Generator"),
+    (2**64, ValueError, r"seed must be an int in \[0, 2\*\*63\).*18446744073709551616"),
+    (2**63, ValueError, r"\[0, 2\*\*63\)"),
+    (-1, ValueError, r"\[0, 2\*\*63\).*got -1"),
+    (1.5, TypeError, r"seed must be an int.*got 1\.5 of type float"),
+    (2.0, TypeError, r"got 2\.0 of type float\. Pass seed=2"),
+    (True, TypeError, "of type bool"),
+    ("0", TypeError, "of type str"),
+]
+
+
+@pytest.mark.parametrize("seed, error, match", BAD_SEEDS, ids=lambda v: repr(v)[:20])
+def test_check_seed_says_what_was_expected(seed, error, match):
+    from bayesgmm._validation import check_seed
+
+    with pytest.raises(error, match=match):
+        check_seed(seed)
+
+
+def test_check_seed_accepts_the_range():
+    from bayesgmm._validation import check_seed
+
+    assert check_seed(None) is None
+    assert check_seed(0) == 0 and check_seed(np.int64(7)) == 7
+    assert check_seed(2**63 - 1) == 2**63 - 1 and check_seed(np.uint64(2**63 - 1)) == 2**63 - 1
+
+
+@pytest.mark.parametrize("seed, error, match", BAD_SEEDS[:5], ids=lambda v: repr(v)[:20])
+def test_fit_em_rejects_bad_seeds_clearly(seed, error, match):
+    with pytest.raises(error, match=match):
+        bg.fit_em(SMALL, 1, seed=seed)
+
+
+def test_large_seeds_are_distinct_and_reproducible():
+    a = bg.fit_em(SMALL, 2, seed=2**63 - 1, init="random")
+    b = bg.fit_em(SMALL, 2, seed=2**63 - 1, init="random")
+    np.testing.assert_array_equal(a.params.means, b.params.means)
+    assert a.restart_objectives.tolist() == b.restart_objectives.tolist()
+
+
+@pytest.mark.parametrize("seed, error, match", BAD_SEEDS[:5], ids=lambda v: repr(v)[:20])
+def test_sample_posterior_rejects_bad_seeds_clearly(seed, error, match):
+    from bayesgmm.bayes import sample_posterior
+
+    with pytest.raises(error, match=match):
+        sample_posterior(SMALL, 1, seed=seed, num_chains=1, num_samples=100, progress_bar=False)
+
+
+@pytest.mark.parametrize(
+    "random_state, error, match",
+    [
+        (
+            np.random.default_rng(0),
+            TypeError,
+            r"random_state must be an int.*Generator.*RandomState",
+        ),
+        (2**64, ValueError, r"random_state must be an int in \[0, 2\*\*63\)"),
+        (1.5, TypeError, r"random_state must be an int.*got 1\.5"),
+    ],
+    ids=["generator", "2**64", "1.5"],
+)
+def test_estimator_rejects_bad_random_state_clearly(random_state, error, match):
+    with pytest.raises(error, match=match):
+        bg.GaussianMixture(1, random_state=random_state).fit(SMALL)
+
+
+def test_estimator_still_takes_a_random_state_object():
+    a = bg.GaussianMixture(2, random_state=np.random.RandomState(3)).fit(SMALL)
+    b = bg.GaussianMixture(2, random_state=np.random.RandomState(3)).fit(SMALL)
+    np.testing.assert_array_equal(a.means_, b.means_)
+
+
+def test_ppc_and_arviz_reject_bad_seeds_clearly():
+    from bayesgmm.arviz_io import to_inference_data
+    from bayesgmm.posterior import Posterior
+    from bayesgmm.ppc import ppc_replicates
+
+    draws = GMMParams(
+        weights=np.ones((1, 4, 1)),
+        means=np.zeros((1, 4, 1, 1)),
+        covariances=np.ones((1, 4, 1, 1, 1)),
+    )
+    post = Posterior(
+        params=draws,
+        X=SMALL,
+        sample_weight=np.ones(len(SMALL)),
+        prior=bg.Prior.default(SMALL, 1),
+        covariance_type="full",
+        reference=None,
+        reference_kind=None,
+        sample_stats={},
+    )
+    with pytest.raises(TypeError, match=r"seed must be an int.*Generator"):
+        ppc_replicates(None, post, seed=np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*63\)"):
+        to_inference_data(post, posterior_predictive=True, seed=2**64)
+
+
+@pytest.mark.parametrize("bad", [["full"], ("full",), 1, None], ids=str)
+def test_covariance_type_must_be_a_string(bad):
+    from bayesgmm.bayes import sample_posterior
+
+    match = r"covariance_type must be a string, one of \['diag', 'full', 'spherical', 'tied'\]"
+    with pytest.raises(TypeError, match=match):
+        bg.covariance.get(bad)
+    with pytest.raises(TypeError, match=match):
+        bg.fit_em(SMALL, 1, covariance_type=bad)
+    with pytest.raises(TypeError, match=match):
+        sample_posterior(SMALL, 1, covariance_type=bad, progress_bar=False)
+    with pytest.raises(TypeError, match=match):
+        bg.GaussianMixture(1, covariance_type=bad).fit(SMALL)
