@@ -288,3 +288,43 @@ def test_covariance_type_must_be_a_string(bad):
         sample_posterior(SMALL, 1, covariance_type=bad, progress_bar=False)
     with pytest.raises(TypeError, match=match):
         bg.GaussianMixture(1, covariance_type=bad).fit(SMALL)
+
+
+# ------------------------------------------- 11. Prior.default diagnoses ---
+def _prior_error(X):
+    with pytest.raises(ValueError) as info:
+        bg.Prior.default(X, 2)
+    return str(info.value)
+
+
+def test_prior_default_names_columns_on_different_scales(faithful):
+    """Condition number ~1e15 from column scales: not singular; say standardise."""
+    message = _prior_error(faithful * [1e-6, 1.0])
+    assert "ill-conditioned" in message and "not singular" in message
+    assert "different scales" in message and "column 0" in message
+    assert "Standardise" in message and "explicit scale" in message
+    assert "distinct rows" not in message and "constant" not in message
+    X = faithful * [1e-6, 1.0]
+    bg.Prior.default((X - X.mean(axis=0)) / X.std(axis=0), 2)  # the advice works
+
+
+def test_prior_default_names_the_outlier():
+    X = np.random.default_rng(11).normal(size=(50, 2))
+    X[7] = [1e7, 1e7]
+    message = _prior_error(X)
+    assert "outlier" in message and "row 7" in message and "not singular" not in message
+    assert "constant" not in message and "distinct rows" not in message
+    bg.Prior.default(np.delete(X, 7, axis=0), 2)
+
+
+def test_prior_default_tells_truly_singular_data_apart(faithful):
+    constant = _prior_error(np.column_stack([faithful[:, 0], np.full(len(faithful), 3.0)]))
+    assert "column(s) [1] of X are constant" in constant and "is singular" in constant
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(40, 3))
+    X[:, 2] = X[:, 0] - 2.0 * X[:, 1]
+    dependent = _prior_error(X)
+    assert "columns [0, 1, 2] of X are linearly dependent" in dependent
+    assert "numerical rank 2 < D = 3" in dependent
+    few = _prior_error(np.repeat(rng.normal(size=(3, 5)), 4, axis=0))
+    assert "only 3 distinct row(s)" in few and "for 5 features" in few
