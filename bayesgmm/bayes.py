@@ -34,6 +34,7 @@ from bayesgmm import covariance as _cov
 from bayesgmm._precision import resolve_dtype, x64
 from bayesgmm._validation import (
     check_fit_inputs,
+    check_positive,
     check_positive_int,
     check_seed,
     warn_data_problems,
@@ -335,6 +336,7 @@ def sample_posterior(
     chain_method: str | None = None,
     progress_bar: bool = True,
     target_accept_prob: float = 0.8,
+    step_size: float | None = None,
     dtype=None,
     model=None,
 ) -> Posterior:
@@ -359,6 +361,9 @@ def sample_posterior(
     num_chains, num_warmup, num_samples : int
         Chains, warmup (adaptation) iterations and kept draws per chain.
         Fewer than 100 draws per chain warns: R-hat, ESS and HDIs are not reliable.
+        ``num_warmup=0`` is refused unless ``step_size`` is given: without
+        warmup nothing adapts the step size, and NumPyro's initial value (1)
+        makes these chains reject nearly every proposal.
     init : None, "em", EMResult or GMMParams
         Where the chains start.
 
@@ -388,6 +393,11 @@ def sample_posterior(
     target_accept_prob : float
         NUTS target acceptance probability in (0, 1); raise it (0.9, 0.95)
         when there are divergences.
+    step_size : float, optional
+        NUTS step size (> 0). With ``num_warmup > 0`` the value adaptation
+        starts from (default 1); with ``num_warmup=0`` the step size used
+        throughout, with an identity mass matrix: required then (for example
+        an earlier run's adapted ``post.sample_stats["step_size"][:, -1].min()``).
     dtype : {None, "float64", "float32"}
         float64 unless X is float32 or float32 is asked for.
     model : callable, optional
@@ -466,6 +476,17 @@ def sample_posterior(
         raise TypeError(f"target_accept_prob must be a number; got {target_accept_prob!r}.")
     if not 0.0 < float(target_accept_prob) < 1.0:
         raise ValueError(f"target_accept_prob must lie in (0, 1); got {target_accept_prob!r}.")
+    if step_size is not None:
+        step_size = check_positive("step_size", step_size)
+    elif num_warmup == 0:
+        raise ValueError(
+            "num_warmup=0 leaves NUTS without adaptation: it would sample with NumPyro's "
+            "initial step size (1) and an identity mass matrix, at which these models "
+            "reject nearly every proposal and the chains stay at their starting points. "
+            "Pass num_warmup > 0 (the default is 1000; use a few hundred at least), or, to "
+            "sample without warmup, an explicit step_size (e.g. the adapted "
+            "post.sample_stats['step_size'][:, -1].min() of an earlier run)."
+        )
     chain_method = _check_chain_method(chain_method, num_chains)
     seed = check_seed(seed)
     if key is None:
@@ -510,6 +531,7 @@ def sample_posterior(
         chain_method=chain_method,
         progress_bar=progress_bar,
         target_accept_prob=float(target_accept_prob),
+        step_size=step_size,
         double=data.dtype == np.float64,
     )
     samples = mcmc.get_samples(group_by_chain=True)
@@ -534,7 +556,9 @@ def sample_posterior(
     )
 
 
-def _run_nuts(model, init_params, key, *, double: bool, target_accept_prob, **mcmc_options):
+def _run_nuts(
+    model, init_params, key, *, double: bool, target_accept_prob, step_size=None, **mcmc_options
+):
     """NUTS on the model's compiled potential, from unconstrained ``init_params``.
 
     The kernel gets the model's potential energy (NumPyro's ``potential_energy``:
@@ -547,11 +571,14 @@ def _run_nuts(model, init_params, key, *, double: bool, target_accept_prob, **mc
 
     In float32 the sampler runs with 64-bit types off: NumPyro's step sizes
     would otherwise promote float32 states to float64 mid-trajectory.
+    ``step_size`` (None: NumPyro's 1) starts the adaptation, or is used as is
+    without warmup.
     """
     with jax.enable_x64(double):
         kernel = NUTS(
             potential_fn=jax.jit(functools.partial(potential_energy, model, (), {})),
             target_accept_prob=target_accept_prob,
+            step_size=1.0 if step_size is None else step_size,
         )
         mcmc = MCMC(
             kernel,

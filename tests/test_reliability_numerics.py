@@ -328,3 +328,28 @@ def test_prior_default_tells_truly_singular_data_apart(faithful):
     assert "numerical rank 2 < D = 3" in dependent
     few = _prior_error(np.repeat(rng.normal(size=(3, 5)), 4, axis=0))
     assert "only 3 distinct row(s)" in few and "for 5 features" in few
+
+
+# ------------------------------------------------------ 14. no warmup ---
+def test_sample_posterior_refuses_num_warmup_0_without_step_size():
+    from bayesgmm.bayes import sample_posterior
+
+    with pytest.raises(
+        ValueError, match=r"num_warmup=0 leaves NUTS without adaptation.*step_size"
+    ):
+        sample_posterior(SMALL, 1, num_warmup=0, num_chains=1, progress_bar=False)
+    with pytest.raises(ValueError, match=r"step_size must be finite and > 0"):
+        sample_posterior(SMALL, 1, num_warmup=0, step_size=-0.1, progress_bar=False)
+
+
+def test_sample_posterior_without_warmup_uses_the_given_step_size():
+    from bayesgmm.bayes import sample_posterior
+
+    X = np.random.default_rng(14).normal(size=(40, 1))
+    post = sample_posterior(
+        X, 1, num_warmup=0, step_size=0.05, num_chains=1, num_samples=100, progress_bar=False
+    )
+    np.testing.assert_allclose(post.sample_stats["step_size"], 0.05)
+    means = np.asarray(post.params.means)[0, :, 0, 0]
+    assert np.unique(means).size > 50  # the chain moves
+    assert post.sample_stats["accept_prob"].mean() > 0.5
