@@ -92,13 +92,42 @@ def _log_prob_jit(params, X):
     return _batched(lambda p, x: logsumexp(_joint_log_prob(p, x), axis=-1), params, X)
 
 
+def _responsibilities_one(params: GMMParams, X):
+    """Responsibilities of unbatched params, finite wherever the whitened residuals are.
+
+    The squared Mahalanobis distances are written as ``s_n^2 q_nk`` with ``s_n``
+    the row's largest whitened coordinate, so ``q_nk`` lies in ``[0, D]``; only
+    the gaps ``s_n^2 (q_nk - min_k q_nk)`` enter the softmax, and a gap of 0 is
+    never multiplied by an infinite ``s_n^2``. A point so far away that every
+    ``log N(x_n | k)`` underflows to ``-inf`` (``log_prob`` is ``-inf``) gets the
+    limit of its responsibilities: all on the component(s) nearest in
+    Mahalanobis terms, instead of NaN.
+    """
+    chol = _linalg.cholesky(params.covariances)
+    prec = _linalg.precision_cholesky(chol)
+    logdet = _linalg.logdet_from_cholesky(chol)
+    K, D = params.means.shape
+    P = jnp.transpose(prec, (1, 2, 0)).reshape(D, D * K)
+    mean_p = jnp.einsum("kd,kde->ek", params.means, prec)
+    y = (X @ P).reshape(*X.shape[:-1], D, K) - mean_p  # whitened residuals (N, D, K)
+    s = jnp.max(jnp.abs(y), axis=(-2, -1))
+    overflow = ~jnp.isfinite(s)  # y itself overflowed: NaN, which the caller reports
+    s = jnp.where((s > 0) & ~overflow, s, 1.0)
+    q = jnp.sum(jnp.square(y / s[:, None, None]), axis=-2)  # (N, K), in [0, D]
+    log_w = jnp.log(params.weights)
+    # The nearest component (with positive weight) gets a gap of exactly 0: XLA may
+    # round q differently where it is fused into another reduction.
+    nearest = jnp.argmin(jnp.where(params.weights > 0, q, jnp.inf), axis=-1)
+    gap = q - jnp.take_along_axis(q, nearest[:, None], axis=-1)
+    counts = (jnp.arange(K) != nearest[:, None]) & (gap > 0)  # else no inf * 0
+    far = jnp.where(counts, 0.5 * jnp.square(s)[:, None] * gap, 0.0)
+    lp = jnp.where(overflow[:, None], jnp.nan, log_w - 0.5 * logdet - far)
+    return jnp.exp(lp - logsumexp(lp, axis=-1, keepdims=True))
+
+
 @jax.jit
 def _responsibilities_jit(params, X):
-    def one(p, x):
-        lp = _joint_log_prob(p, x)
-        return jnp.exp(lp - logsumexp(lp, axis=-1, keepdims=True))
-
-    return _batched(one, params, X)
+    return _batched(_responsibilities_one, params, X)
 
 
 @x64
@@ -145,8 +174,28 @@ def responsibilities(params: GMMParams, X) -> jax.Array:
     Returns
     -------
     array of shape S + (N, K)
+        Finite, rows summing to one. A row far from every component (``log_prob``
+        ``-inf``) gets the limit: all its weight on the nearest component(s).
+
+    Raises
+    ------
+    ValueError
+        When a row lies so far away that even its whitened residual overflows
+        (``|x|`` near the largest float), with the rows named.
     """
-    return _responsibilities_jit(params, _prepare(params, X))
+    data = _prepare(params, X)
+    resp = _responsibilities_jit(params, data)
+    ok = np.asarray(jnp.isfinite(resp).all(axis=-1))
+    if not ok.all():
+        bad = np.flatnonzero(~ok.reshape(-1, ok.shape[-1]).all(axis=0))
+        big = float(np.abs(np.asarray(data)[bad]).max())
+        raise ValueError(
+            f"the responsibilities of {bad.size} row(s) of X, first row {bad[0]}, cannot be "
+            f"computed in {params.dtype}: the rows lie so far from every component (values up "
+            f"to {big:.3g}) that their whitened distances overflow, and their log_prob is "
+            "-inf. Remove such rows, or rescale the data and refit."
+        )
+    return resp
 
 
 def _sample_one(key, params: GMMParams, n_samples: int):

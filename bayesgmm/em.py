@@ -466,10 +466,18 @@ def _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale=1.0) ->
     failed = np.asarray(out.failed)
     objectives = np.where(failed, -np.inf, np.asarray(out.objective))
     if failed.all():
+        float32 = ""
+        if np.asarray(out.objective).dtype == np.float32:
+            float32 = (
+                " The data are float32, whose ~7 significant digits cannot hold the spread "
+                "of most points next to values many orders of magnitude larger (an outlier, "
+                "columns on very different scales): refit in float64 first (dtype='float64', "
+                "or X.astype(np.float64)). Otherwise:"
+            )
         raise ValueError(
             "EM broke down in every restart: a covariance became singular (a component "
-            f"collapsed onto too few points). Increase reg_covar (now {reg_covar:g}), use a "
-            "prior (prior=Prior.default(X, K)), fewer components, or another init."
+            f"collapsed onto too few points).{float32} Increase reg_covar (now {reg_covar:g}), "
+            "use a prior (prior=Prior.default(X, K)), fewer components, or another init."
         )
     best = int(np.argmax(objectives))
     pick = jax.tree.map(lambda leaf: np.asarray(leaf)[best], out)

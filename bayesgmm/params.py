@@ -243,6 +243,11 @@ def _validate(weights, means, covariances):
             f"weights {w.shape}; got {m.shape}."
         )
     D = m.shape[-1]
+    if D < 1:
+        raise ValueError(
+            f"GMMParams needs at least one feature; means has shape {m.shape}, D = 0. "
+            "A mixture over zero-dimensional data has no density to evaluate."
+        )
     if c.shape != (*batch, K, D, D):
         raise ValueError(
             f"GMMParams.covariances must have shape (..., K, D, D) = {(*batch, K, D, D)} "
@@ -271,7 +276,7 @@ def _validate(weights, means, covariances):
             "pass (C + C.T) / 2 if the asymmetry is rounding."
         )
     try:
-        np.linalg.cholesky(c.astype(np.float64))
+        chol = np.linalg.cholesky(c.astype(np.float64))
     except np.linalg.LinAlgError:
         eig = np.linalg.eigvalsh(c.astype(np.float64))
         where = np.argwhere(eig.min(axis=-1) <= 0)[0]
@@ -280,4 +285,16 @@ def _validate(weights, means, covariances):
             f"(smallest eigenvalue {eig.min():.3g}); add a small multiple of the identity "
             "(as reg_covar does) or fix the matrix."
         ) from None
+    # XLA flushes subnormal numbers to zero: a pivot of the Cholesky factorisation
+    # below the smallest normal number would be a zero pivot there (NaN densities).
+    pivots = np.square(np.diagonal(chol, axis1=-2, axis2=-1))
+    tiny = np.finfo(dtype).tiny
+    if (pivots < tiny).any():
+        where = np.argwhere((pivots < tiny).any(axis=-1))[0]
+        raise ValueError(
+            f"GMMParams.covariances[{', '.join(map(str, where))}] is too close to singular for "
+            f"{dtype}: a variance (Cholesky pivot {pivots.min():.3g}) lies below the smallest "
+            f"normal {dtype} number ({tiny:.3g}), which JAX flushes to zero. Rescale the data "
+            "so that variances are far from this limit, or add a small multiple of the identity."
+        )
     return jnp.asarray(w), jnp.asarray(m), jnp.asarray(c)

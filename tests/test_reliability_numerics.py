@@ -353,3 +353,85 @@ def test_sample_posterior_without_warmup_uses_the_given_step_size():
     means = np.asarray(post.params.means)[0, :, 0, 0]
     assert np.unique(means).size > 50  # the chain moves
     assert post.sample_stats["accept_prob"].mean() > 0.5
+
+
+# ------------------------------------------------ 15. numerical corners ---
+def test_params_with_no_features_are_refused():
+    with pytest.raises(ValueError, match=r"at least one feature.*D = 0"):
+        GMMParams(weights=[1.0], means=np.zeros((1, 0)), covariances=np.zeros((1, 0, 0)))
+
+
+@pytest.mark.parametrize("variance", [1e-310, 5e-324, 2e-308], ids=str)
+def test_subnormal_covariance_is_refused(variance):
+    with pytest.raises(ValueError, match=r"smallest normal float64 number.*flushes to zero"):
+        GMMParams(weights=[1.0], means=[[0.0]], covariances=[[[variance]]])
+    with pytest.raises(ValueError, match=r"covariances\[1\]"):
+        GMMParams(
+            weights=[0.5, 0.5],
+            means=[[0.0, 0.0], [1.0, 1.0]],
+            covariances=[np.eye(2), np.diag([1.0, variance])],
+        )
+
+
+def test_small_normal_covariance_gives_a_correct_density():
+    p = GMMParams(weights=[1.0], means=[[0.0]], covariances=[[[1e-300]]])
+    expected = -0.5 * (math.log(2 * math.pi) + math.log(1e-300))
+    np.testing.assert_allclose(p.log_prob(np.array([[0.0]])), [expected], rtol=1e-14)
+
+
+def test_float32_params_refuse_float32_subnormals():
+    with pytest.raises(ValueError, match="smallest normal float32"):
+        GMMParams(
+            weights=np.ones(1, np.float32),
+            means=np.zeros((1, 1), np.float32),
+            covariances=np.full((1, 1, 1), 1e-40, np.float32),
+        )
+
+
+@pytest.fixture(scope="module")
+def faithful_params(faithful):
+    return bg.fit_em(faithful, 2).params
+
+
+def test_responsibilities_far_away_are_the_limit_not_nan(faithful_params):
+    p = faithful_params
+    far = np.array([[1e200, 1e200], [-1e200, 3e199], [1e160, 0.0]])
+    assert np.all(np.asarray(p.log_prob(far)) == -np.inf)
+    resp = np.asarray(p.responsibilities(far))
+    assert np.isfinite(resp).all()
+    np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-12)
+    # the limit: all weight on the component nearest in Mahalanobis terms
+    prec = np.linalg.inv(np.asarray(p.covariances))
+    for row, x in zip(resp, far, strict=True):
+        u = x / np.abs(x).max()
+        nearest = int(np.argmin(np.einsum("d,kde,e->k", u, prec, u)))
+        np.testing.assert_array_equal(row, np.eye(2)[nearest])
+
+
+def test_responsibilities_unchanged_for_ordinary_points(faithful, faithful_params):
+    from bayesgmm.density import log_prob_components
+
+    p = faithful_params
+    X = np.vstack([faithful[:20], [[10.0, 300.0], [-50.0, 40.0]]])
+    joint = np.asarray(log_prob_components(p, X))
+    expected = np.exp(joint - np.asarray(p.log_prob(X))[:, None])
+    np.testing.assert_allclose(p.responsibilities(X), expected, rtol=1e-10, atol=1e-300)
+
+
+def test_responsibilities_say_why_when_the_distance_overflows(faithful_params):
+    with pytest.raises(ValueError, match=r"1 row\(s\) of X, first row 1.*overflow"):
+        faithful_params.responsibilities(np.array([[2.0, 70.0], [1e308, 1e308]]))
+
+
+def test_float32_breakdown_points_at_float64(faithful):
+    X = faithful.copy()
+    X[0, 0] = 1e8  # one outlier: float32 cannot hold the other rows' spread
+    with pytest.warns(bg.DataWarning):  # float64 fits, the outlier alone in a component
+        bg.fit_em(X, 2)
+    with pytest.raises(ValueError, match=r"EM broke down.*The data are float32.*float64"):
+        bg.fit_em(X.astype(np.float32), 2)
+    # float64 data that break down are not told to switch to float64
+    Y = np.vstack([faithful, [[1e8, 1e8]]])
+    with pytest.raises(ValueError, match="EM broke down") as info:
+        bg.fit_em(Y, 2)
+    assert "float32" not in str(info.value)
