@@ -175,7 +175,9 @@ def responsibilities(params: GMMParams, X) -> jax.Array:
     -------
     array of shape S + (N, K)
         Finite, rows summing to one. A row far from every component (``log_prob``
-        ``-inf``) gets the limit: all its weight on the nearest component(s).
+        ``-inf``) gets the limit: all its weight on the component nearest in
+        Mahalanobis terms (shared in proportion to the weights among components
+        whose distances are equal to working precision).
 
     Raises
     ------
