@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 import bayesgmm as bg
-import bayesgmm.selection
+import bayesgmm.plots
+import bayesgmm.selection._compare_models
 from bayesgmm.cli import main, read_data
 from bayesgmm.selection._serialization import load
 
@@ -34,7 +35,7 @@ def no_fitting(monkeypatch):
         raise AssertionError("a model was fitted before the check")
 
     monkeypatch.setattr(bg, "fit_em", fit)
-    monkeypatch.setattr(bayesgmm.selection, "fit_em", fit)
+    monkeypatch.setattr(bayesgmm.selection._compare_models, "fit_validated", fit)
 
 
 def one_line_error(capsys, command):
@@ -158,7 +159,7 @@ def test_compare_failure_while_writing_leaves_no_partial_files(
     def broken_plot(table):
         raise ValueError("the plot could not be drawn")
 
-    monkeypatch.setattr(bayesgmm.selection, "plot_model_comparison", broken_plot)
+    monkeypatch.setattr(bayesgmm.plots, "plot_model_comparison", broken_plot)
     spec = write_spec(tmp_path, EM_ONLY)
     out = tmp_path / "res"
     if existing:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import bayesgmm as bg
-import bayesgmm.selection
+import bayesgmm.plots
+import bayesgmm.selection._compare_models
 from bayesgmm.selection._serialization import load, save
 from bayesgmm.selection._specs import SpecError, load_spec
 
@@ -26,7 +27,7 @@ def no_fitting(monkeypatch):
     def fit(*args, **kwargs):
         raise AssertionError("a model was fitted before the check")
 
-    monkeypatch.setattr(bayesgmm.selection, "fit_em", fit)
+    monkeypatch.setattr(bayesgmm.selection._compare_models, "fit_validated", fit)
 
 
 def write_spec(folder, text, name="s.toml"):

@@ -26,6 +26,7 @@ __all__ = [
     "log_prob_components_jit",
     "log_prob_jit",
     "responsibilities_jit",
+    "responsibilities_one",
     "sample_batched",
     "sample_one",
 ]
@@ -88,13 +89,42 @@ def log_prob_jit(params, X):
     return batched(lambda p, x: logsumexp(joint_log_prob(p, x), axis=-1), params, X)
 
 
+def responsibilities_one(params, X):
+    """Responsibilities of unbatched params, finite wherever the whitened residuals are.
+
+    The squared Mahalanobis distances are written as ``s_n^2 q_nk`` with ``s_n``
+    the row's largest whitened coordinate, so ``q_nk`` lies in ``[0, D]``; only
+    the gaps ``s_n^2 (q_nk - min_k q_nk)`` enter the softmax, and a gap of 0 is
+    never multiplied by an infinite ``s_n^2``. A point so far away that every
+    ``log N(x_n | k)`` underflows to ``-inf`` (``log_prob`` is ``-inf``) gets the
+    limit of its responsibilities: all on the component(s) nearest in
+    Mahalanobis terms, instead of NaN.
+    """
+    chol = _linalg.cholesky(params.covariances)
+    prec = _linalg.precision_cholesky(chol)
+    logdet = _linalg.logdet_from_cholesky(chol)
+    K, D = params.means.shape
+    P = jnp.transpose(prec, (1, 2, 0)).reshape(D, D * K)
+    mean_p = jnp.einsum("kd,kde->ek", params.means, prec)
+    y = (X @ P).reshape(*X.shape[:-1], D, K) - mean_p  # whitened residuals (N, D, K)
+    s = jnp.max(jnp.abs(y), axis=(-2, -1))
+    overflow = ~jnp.isfinite(s)  # y itself overflowed: NaN, which the caller reports
+    s = jnp.where((s > 0) & ~overflow, s, 1.0)
+    q = jnp.sum(jnp.square(y / s[:, None, None]), axis=-2)  # (N, K), in [0, D]
+    log_w = jnp.log(params.weights)
+    # The nearest component (with positive weight) gets a gap of exactly 0: XLA may
+    # round q differently where it is fused into another reduction.
+    nearest = jnp.argmin(jnp.where(params.weights > 0, q, jnp.inf), axis=-1)
+    gap = q - jnp.take_along_axis(q, nearest[:, None], axis=-1)
+    counts = (jnp.arange(K) != nearest[:, None]) & (gap > 0)  # else no inf * 0
+    far = jnp.where(counts, 0.5 * jnp.square(s)[:, None] * gap, 0.0)
+    lp = jnp.where(overflow[:, None], jnp.nan, log_w - 0.5 * logdet - far)
+    return jnp.exp(lp - logsumexp(lp, axis=-1, keepdims=True))
+
+
 @jax.jit
 def responsibilities_jit(params, X):
-    def one(p, x):
-        lp = joint_log_prob(p, x)
-        return jnp.exp(lp - logsumexp(lp, axis=-1, keepdims=True))
-
-    return batched(one, params, X)
+    return batched(responsibilities_one, params, X)
 
 
 def sample_one(key, params, n_samples: int):

@@ -193,6 +193,37 @@ def check_positive_int(name: str, value) -> int:
     return int(value)
 
 
+_SEED_LIMIT = 2**63
+
+
+def check_seed(seed, name: str = "seed") -> int | None:
+    """A seed: None, or an integer in ``[0, 2**63)`` (JAX and NumPy take any of these).
+
+    Raises ``TypeError`` for anything that is not an integer (a float, a bool,
+    a NumPy ``Generator``, a JAX key) and ``ValueError`` for an integer out of
+    range, saying what was expected, what was given, and what to pass.
+    """
+    if seed is None:
+        return None
+    expected = f"{name} must be an int in [0, 2**63) or None"
+    if isinstance(seed, np.random.Generator | np.random.RandomState):
+        raise TypeError(
+            f"{expected}; got a numpy.random.{type(seed).__name__}. Draw a seed from it: "
+            f"{name}=int(rng.integers(2**63))."
+        )
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        hint = ""
+        if hasattr(seed, "dtype") and "key" in str(getattr(seed, "dtype", "")):
+            hint = " A JAX random key goes to key=, not to seed=."
+        elif isinstance(seed, numbers.Real) and float(seed).is_integer():
+            hint = f" Pass {name}={int(seed)}."
+        raise TypeError(f"{expected}; got {seed!r} of type {type(seed).__name__}.{hint}")
+    value = int(seed)
+    if not 0 <= value < _SEED_LIMIT:
+        raise ValueError(f"{expected}; got {value}, outside that range.")
+    return value
+
+
 _STATS_CHUNK_ROWS = 1 << 15
 
 

@@ -101,6 +101,11 @@ def get(name) -> CovarianceStructure:
     """The registered structure called ``name``; a clear error otherwise."""
     if isinstance(name, CovarianceStructure):
         return name
+    if not isinstance(name, str):
+        raise TypeError(
+            f"covariance_type must be a string, one of {sorted(_REGISTRY)}; got {name!r} "
+            f"of type {type(name).__name__}."
+        )
     if name not in _REGISTRY:
         raise ValueError(f"covariance_type must be one of {sorted(_REGISTRY)}; got {name!r}.")
     return _REGISTRY[name]

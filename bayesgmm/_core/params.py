@@ -110,7 +110,10 @@ class GMMParams:
         )
 
     def __getitem__(self, index) -> GMMParams:
-        """Index the batch axes: ``post.params[0, 10]`` is chain 0, draw 10."""
+        """Index the batch axes: ``post.params[0, 10]`` is chain 0, draw 10.
+
+        Indexes as NumPy does: an index out of range raises ``IndexError``.
+        """
         if not self.batch_shape:
             raise IndexError("these GMMParams have no batch axes to index")
         idx = index if isinstance(index, tuple) else (index,)
@@ -121,6 +124,15 @@ class GMMParams:
                 f"too many indices ({len(idx)}) for batch shape {self.batch_shape}; "
                 "GMMParams indexing selects draws, not components"
             )
+        if not any(_is_tracer(i) for i in idx):
+            # JAX clamps out-of-range integers (params[0, 100] of 50 draws would be draw
+            # 49); index a zero-stride stand-in of the batch shape as NumPy does, to raise.
+            try:
+                np.broadcast_to(np.empty((), np.bool_), self.batch_shape)[idx]
+            except IndexError as err:
+                raise IndexError(
+                    f"{err} (GMMParams with batch shape {self.batch_shape}, e.g. (chain, draw))"
+                ) from None
         return jax.tree.map(lambda leaf: leaf[idx], self)
 
     def flatten_batch(self) -> GMMParams:
@@ -193,9 +205,31 @@ class GMMParams:
         Returns
         -------
         array of shape (..., N, K)
-            Rows sum to one.
+            Finite, rows summing to one. A row far from every component
+            (``log_prob`` ``-inf``) gets the limit: all its weight on the
+            component nearest in Mahalanobis terms (shared in proportion to
+            the weights among components whose distances are equal to working
+            precision).
+
+        Raises
+        ------
+        ValueError
+            When a row lies so far away that even its whitened residual
+            overflows (``|x|`` near the largest float), with the rows named.
         """
-        return _mixture.responsibilities_jit(self, self._rows(X))
+        data = self._rows(X)
+        resp = _mixture.responsibilities_jit(self, data)
+        ok = np.asarray(jax.numpy.isfinite(resp).all(axis=-1))
+        if not ok.all():
+            bad = np.flatnonzero(~ok.reshape(-1, ok.shape[-1]).all(axis=0))
+            big = float(np.abs(np.asarray(data)[bad]).max())
+            raise ValueError(
+                f"the responsibilities of {bad.size} row(s) of X, first row {bad[0]}, cannot "
+                f"be computed in {self.dtype}: the rows lie so far from every component (values "
+                f"up to {big:.3g}) that their whitened distances overflow, and their log_prob "
+                "is -inf. Remove such rows, or rescale the data and refit."
+            )
+        return resp
 
     @x64
     def sample(self, key: jax.Array, n_samples: int) -> tuple[jax.Array, jax.Array]:
@@ -243,6 +277,11 @@ def _validate(weights, means, covariances):
             f"weights {w.shape}; got {m.shape}."
         )
     D = m.shape[-1]
+    if D < 1:
+        raise ValueError(
+            f"GMMParams needs at least one feature; means has shape {m.shape}, D = 0. "
+            "A mixture over zero-dimensional data has no density to evaluate."
+        )
     if c.shape != (*batch, K, D, D):
         raise ValueError(
             f"GMMParams.covariances must have shape (..., K, D, D) = {(*batch, K, D, D)} "
@@ -271,7 +310,7 @@ def _validate(weights, means, covariances):
             "pass (C + C.T) / 2 if the asymmetry is rounding."
         )
     try:
-        np.linalg.cholesky(c.astype(np.float64))
+        chol = np.linalg.cholesky(c.astype(np.float64))
     except np.linalg.LinAlgError:
         eig = np.linalg.eigvalsh(c.astype(np.float64))
         where = np.argwhere(eig.min(axis=-1) <= 0)[0]
@@ -280,4 +319,16 @@ def _validate(weights, means, covariances):
             f"(smallest eigenvalue {eig.min():.3g}); add a small multiple of the identity "
             "(as reg_covar does) or fix the matrix."
         ) from None
+    # XLA flushes subnormal numbers to zero: a pivot of the Cholesky factorisation
+    # below the smallest normal number would be a zero pivot there (NaN densities).
+    pivots = np.square(np.diagonal(chol, axis1=-2, axis2=-1))
+    tiny = np.finfo(dtype).tiny
+    if (pivots < tiny).any():
+        where = np.argwhere((pivots < tiny).any(axis=-1))[0]
+        raise ValueError(
+            f"GMMParams.covariances[{', '.join(map(str, where))}] is too close to singular for "
+            f"{dtype}: a variance (Cholesky pivot {pivots.min():.3g}) lies below the smallest "
+            f"normal {dtype} number ({tiny:.3g}), which JAX flushes to zero. Rescale the data "
+            "so that variances are far from this limit, or add a small multiple of the identity."
+        )
     return jnp.asarray(w), jnp.asarray(m), jnp.asarray(c)

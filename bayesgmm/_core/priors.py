@@ -200,6 +200,103 @@ class Prior:
         return log_prior_jit(self, params, _cov.get(covariance_type))
 
 
+# Prior.default refuses a data covariance whose smallest eigenvalue is below this
+# fraction of its trace (condition number above about 1e12).
+_ILL_CONDITIONED = 1e-12
+_EXPLICIT = (
+    "build a Prior with an explicit scale "
+    "(bayesgmm.Prior(weight_concentration, mean, mean_precision, dof, scale))"
+)
+
+
+def _well_conditioned(cov) -> bool:
+    return np.linalg.eigvalsh(cov).min() > _ILL_CONDITIONED * max(np.trace(cov), 1e-300)
+
+
+def _weighted_cov(data, w):
+    mean = (w @ data) / w.sum()
+    diff = data - mean
+    return (diff * w[:, None]).T @ diff / w.sum()
+
+
+def _why_singular(data: np.ndarray, w: np.ndarray, cov: np.ndarray) -> str:
+    """What makes the data covariance (nearly) singular, and what to do: for Prior.default.
+
+    Truly singular data (a constant column, fewer distinct rows than
+    features, linearly dependent columns) are told apart from ill-conditioned
+    ones (one outlier, columns on very different scales, nearly collinear
+    columns), whose covariance is invertible but too close to singular.
+    """
+    used = data[w > 0]
+    D = data.shape[1]
+    spread = used.max(axis=0) - used.min(axis=0)
+    absmax = np.abs(used).max(axis=0)
+    constant = np.flatnonzero(spread <= 1e-12 * np.maximum(absmax, np.finfo(data.dtype).tiny))
+    if constant.size:
+        return (
+            f"Prior.default: column(s) {constant.tolist()} of X are constant, so the data "
+            f"covariance is singular. Drop constant columns, or {_EXPLICIT}."
+        )
+    n_distinct = np.unique(used, axis=0).shape[0]
+    if n_distinct <= D:
+        return (
+            f"Prior.default: X has only {n_distinct} distinct row(s) with positive weight for "
+            f"{D} features, so the data covariance is singular (rank at most "
+            f"{n_distinct - 1}). Use more rows or fewer features, or {_EXPLICIT}."
+        )
+    eig = np.linalg.eigvalsh(cov)
+    with np.errstate(divide="ignore", over="ignore"):
+        condition = f"{eig[-1] / eig[0]:.1e}" if eig[0] > 0 else "infinite"
+    # One outlier: the row farthest from the column medians in robust units.
+    median = np.median(used, axis=0)
+    mad = 1.4826 * np.median(np.abs(used - median), axis=0)
+    robust_scale = np.where(mad > 0, mad, np.sqrt(np.diag(cov)))
+    z = np.abs(data - median) / robust_scale
+    z[w <= 0] = 0.0
+    row, col = np.unravel_index(np.argmax(z), z.shape)
+    rest = w.copy()
+    rest[row] = 0.0
+    if z[row, col] > 10.0 and _well_conditioned(_weighted_cov(data, rest)):
+        return (
+            f"Prior.default: the data covariance is nearly singular (condition number "
+            f"{condition}) because of one outlier: row {row} lies {z[row, col]:.3g} robust "
+            f"standard deviations from the median of column {col}; without that row the "
+            "covariance is well conditioned. Remove or correct the row, or "
+            f"{_EXPLICIT}."
+        )
+    sd = np.sqrt(np.diag(cov))
+    corr = cov / np.outer(sd, sd)
+    corr_eig, corr_vec = np.linalg.eigh(corr)
+    rounding = 10 * D * np.finfo(np.float64).eps  # of the correlations' eigenvalues
+    if corr_eig[0] <= rounding:
+        weak = corr_vec[:, 0]
+        cols = np.flatnonzero(np.abs(weak) > 0.05 * np.abs(weak).max()).tolist()
+        rank = int((corr_eig > rounding).sum())
+        return (
+            f"Prior.default: columns {cols} of X are linearly dependent, or so nearly that "
+            "float64 cannot tell (one is a linear combination of the others), so the data "
+            f"covariance is singular (numerical rank {rank} < D = {D}). Drop one of them, or "
+            f"{_EXPLICIT}."
+        )
+    if corr_eig[0] > 1e-6:
+        lo, hi = int(np.argmin(sd)), int(np.argmax(sd))
+        return (
+            f"Prior.default: the data covariance is ill-conditioned (condition number "
+            f"{condition}), not singular: the columns are on very different scales "
+            f"(standard deviation {sd[lo]:.3g} in column {lo}, {sd[hi]:.3g} in column {hi}). "
+            "Standardise the columns first, e.g. (X - X.mean(axis=0)) / X.std(axis=0), or "
+            f"{_EXPLICIT}."
+        )
+    weak = corr_vec[:, 0]
+    cols = np.flatnonzero(np.abs(weak) > 0.05 * np.abs(weak).max()).tolist()
+    return (
+        f"Prior.default: the data covariance is ill-conditioned (condition number "
+        f"{condition}), not singular: columns {cols} are nearly collinear (their correlation "
+        f"matrix has condition number {corr_eig[-1] / corr_eig[0]:.1e}). Drop or combine "
+        f"them (e.g. keep one, or use principal components), or {_EXPLICIT}."
+    )
+
+
 def default_prior(
     data: np.ndarray,
     w: np.ndarray,
@@ -215,11 +312,8 @@ def default_prior(
     mean = (w @ data) / w.sum()
     diff = data - mean
     cov = (diff * w[:, None]).T @ diff / w.sum()
-    if np.linalg.eigvalsh(cov).min() <= 1e-12 * max(np.trace(cov), 1e-300):
-        raise ValueError(
-            "Prior.default: the data covariance is singular (a constant column, or "
-            "fewer distinct rows than features); build a Prior with an explicit scale."
-        )
+    if not _well_conditioned(cov):
+        raise ValueError(_why_singular(data, w, cov))
     return Prior(
         weight_concentration=np.full(n_components, weight_concentration, dtype=dt),
         mean=mean,

@@ -73,10 +73,11 @@ def _engine(model, num_warmup: int, target_accept_prob: float, sites: tuple[str,
 
     init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
 
-    def init_one(key, z0, args):
+    def init_one(key, z0, args, step_size):
         return init_kernel(
             z0,
             num_warmup,
+            step_size=step_size,
             target_accept_prob=target_accept_prob,
             model_args=args,
             rng_key=key,
@@ -104,7 +105,7 @@ def _engine(model, num_warmup: int, target_accept_prob: float, sites: tuple[str,
     @functools.lru_cache(maxsize=16)
     def programs(method: str, length: int):
         lift = jax.pmap if method == "parallel" else lambda f, **kw: jax.jit(jax.vmap(f, **kw))
-        init = lift(init_one, in_axes=(0, 0, None))
+        init = lift(init_one, in_axes=(0, 0, None, None))
         advance = lift(functools.partial(advance_one, length=length), in_axes=(0, None))
         # constrain every draw of every chain: vmap over draws inside the chain map
         constrain = lift(jax.vmap(constrain_one, in_axes=(0, None)), in_axes=(0, None))
@@ -126,10 +127,10 @@ def _progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, file=sys.stderr, leave=True)
 
 
-def _run_chains(programs, method, keys, z0, args, num_warmup, num_samples, thin, bar):
+def _run_chains(programs, method, keys, z0, args, step_size, num_warmup, num_samples, thin, bar):
     """Warmup and sampling of the chains in ``keys``/``z0``; outputs on the host."""
     init, _, _ = programs(method, 0)
-    state = init(keys, z0, args)
+    state = init(keys, z0, args, step_size)
     collected = []
     for phase, total in (("warmup", num_warmup), ("sample", num_samples)):
         for length in _chunks(total, bar is not None):
@@ -181,6 +182,7 @@ def run_nuts(
     progress_bar: bool = False,
     sites: tuple[str, ...] = ("weights", "means", "covariances"),
     double: bool = True,
+    step_size: float | None = None,
 ) -> NUTSRun:
     """Run NUTS chains of ``model(*args)`` from unconstrained starts ``z0``.
 
@@ -204,6 +206,10 @@ def run_nuts(
         The model's sites (sample or deterministic) returned for every draw.
     double : bool
         Run with 64-bit types on (float64) or off (float32).
+    step_size : float, optional
+        Where the step-size adaptation starts (NumPyro's default 1); with
+        ``num_warmup=0`` the step size used throughout (no adaptation, and an
+        identity mass matrix).
 
     Returns
     -------
@@ -211,8 +217,11 @@ def run_nuts(
         ``sites[name]`` of shape (C, ceil(num_samples / thin), ...) and the
         :data:`SAMPLE_STATS` of the kept draws.
     """
-    if num_warmup < 1:
-        raise ValueError("NUTS needs num_warmup >= 1 to adapt its step size.")
+    if num_warmup < 1 and step_size is None:
+        raise ValueError("NUTS without warmup needs an explicit step_size.")
+    step = np.asarray(
+        1.0 if step_size is None else step_size, np.float64 if double else np.float32
+    )
     num_chains = int(next(iter(jax.tree.leaves(z0))).shape[0])
     with jax.enable_x64(double):
         programs = _engine(model, int(num_warmup), float(target_accept_prob), tuple(sites))
@@ -232,6 +241,7 @@ def run_nuts(
                             keys[c : c + 1],
                             z_c,
                             args,
+                            step,
                             num_warmup,
                             num_samples,
                             thin,
@@ -247,7 +257,7 @@ def run_nuts(
         bar = _progress(total, "warmup") if progress_bar else None
         try:
             sites_out, stats = _run_chains(
-                programs, chain_method, keys, z0, args, num_warmup, num_samples, thin, bar
+                programs, chain_method, keys, z0, args, step, num_warmup, num_samples, thin, bar
             )
         finally:
             if bar is not None:

@@ -22,7 +22,12 @@ import numpy as np
 
 from bayesgmm._core import _linalg, _memory_maps
 from bayesgmm._core._precision import x64
-from bayesgmm._core._validation import check_positive_int, warn_data_problems
+from bayesgmm._core._validation import (
+    check_positive,
+    check_positive_int,
+    check_seed,
+    warn_data_problems,
+)
 from bayesgmm._core._warnings import warn
 from bayesgmm._core.params import GMMParams
 from bayesgmm._core.priors import Prior
@@ -177,6 +182,7 @@ def sample_posterior(
     chain_method: str | None = None,
     progress_bar: bool = True,
     target_accept_prob: float = 0.8,
+    step_size: float | None = None,
     dtype=None,
     model=None,
 ) -> Posterior:
@@ -201,6 +207,9 @@ def sample_posterior(
     num_chains, num_warmup, num_samples : int
         Chains, warmup (adaptation) iterations and kept draws per chain.
         Fewer than 100 draws per chain warns: R-hat, ESS and HDIs are not reliable.
+        ``num_warmup=0`` is refused unless ``step_size`` is given: without
+        warmup nothing adapts the step size, and NumPyro's initial value (1)
+        makes these chains reject nearly every proposal.
     init : None, "em", EMResult or GMMParams
         Where the chains start.
 
@@ -213,7 +222,8 @@ def sample_posterior(
           estimate (covariances projected onto ``covariance_type``'s family).
         - a ``GMMParams`` with batch shape ``(num_chains,)``: one start per chain.
     seed : int, optional
-        Seed of the sampler; ignored when ``key`` is given.
+        Seed of the sampler, an int in ``[0, 2**63)`` (None means 0); ignored
+        when ``key`` is given.
     key : jax.random key, optional
     chain_method : {None, "vectorized", "sequential", "parallel"}
         How the chains run. The default (None) is ``"vectorized"``: all chains
@@ -229,6 +239,11 @@ def sample_posterior(
     target_accept_prob : float
         NUTS target acceptance probability in (0, 1); raise it (0.9, 0.95)
         when there are divergences.
+    step_size : float, optional
+        NUTS step size (> 0). With ``num_warmup > 0`` the value adaptation
+        starts from (default 1); with ``num_warmup=0`` the step size used
+        throughout, with an identity mass matrix: required then (for example
+        an earlier run's adapted ``post.sample_stats["step_size"][:, -1].min()``).
     dtype : {None, "float64", "float32"}
         float64 unless X is float32 or float32 is asked for.
     model : callable, optional
@@ -305,7 +320,19 @@ def sample_posterior(
         raise TypeError(f"target_accept_prob must be a number; got {target_accept_prob!r}.")
     if not 0.0 < float(target_accept_prob) < 1.0:
         raise ValueError(f"target_accept_prob must lie in (0, 1); got {target_accept_prob!r}.")
+    if step_size is not None:
+        step_size = check_positive("step_size", step_size)
+    elif num_warmup == 0:
+        raise ValueError(
+            "num_warmup=0 leaves NUTS without adaptation: it would sample with NumPyro's "
+            "initial step size (1) and an identity mass matrix, at which these models "
+            "reject nearly every proposal and the chains stay at their starting points. "
+            "Pass num_warmup > 0 (the default is 1000; use a few hundred at least), or, to "
+            "sample without warmup, an explicit step_size (e.g. the adapted "
+            "post.sample_stats['step_size'][:, -1].min() of an earlier run)."
+        )
     chain_method = _check_chain_method(chain_method, num_chains)
+    seed = check_seed(seed)
     if key is None:
         key = jax.random.key(0 if seed is None else seed)
     warn_data_problems(data, w, K)
@@ -333,6 +360,7 @@ def sample_posterior(
         progress_bar=progress_bar,
         target_accept_prob=float(target_accept_prob),
         model=model,
+        step_size=step_size,
     )
 
 
@@ -352,6 +380,7 @@ def sample_validated(
     progress_bar: bool,
     target_accept_prob: float,
     model=None,
+    step_size: float | None = None,
 ) -> Posterior:
     """:func:`sample_posterior` on validated inputs: no checks of the data, no data warnings.
 
@@ -387,6 +416,7 @@ def sample_validated(
         target_accept_prob=float(target_accept_prob),
         chain_method=chain_method,
         progress_bar=progress_bar,
+        step_size=step_size,
         double=data.dtype == np.float64,
     )
     params = GMMParams(

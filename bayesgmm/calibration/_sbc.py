@@ -75,7 +75,7 @@ from scipy.special import logsumexp
 
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._precision import x64
-from bayesgmm._core._validation import check_positive_int
+from bayesgmm._core._validation import check_positive_int, check_seed
 from bayesgmm._core.params import GMMParams
 from bayesgmm._core.priors import Prior
 from bayesgmm.bayes._model import gmm_model
@@ -485,6 +485,7 @@ def simulation_based_calibration(
     prior = _check_prior(prior, K, D, "prior")
     fit_prior = prior if fit_prior is None else _check_prior(fit_prior, K, D, "fit_prior")
 
+    seed = check_seed(seed) or 0
     rng = np.random.default_rng(seed)
     truth = sample_prior(prior, structure.name, R, rng=rng).to_numpy()
     X = _sample_data(rng, truth, N)

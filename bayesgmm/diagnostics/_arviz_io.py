@@ -43,6 +43,7 @@ import jax
 import numpy as np
 
 from bayesgmm._core._precision import x64
+from bayesgmm._core._validation import check_seed
 from bayesgmm._core.params import GMMParams
 from bayesgmm._core.priors import Prior
 from bayesgmm.bayes._posterior import Posterior
@@ -231,7 +232,7 @@ def to_inference_data(
     weight = np.asarray(posterior.sample_weight)
     if weight.shape != (N,):
         raise ValueError(f"Posterior.sample_weight must have shape ({N},); got {weight.shape}.")
-    seed = int(seed)
+    seed = check_seed(seed) or 0
     coords = _coords(posterior, feature_names)
     chain_draw = ("chain", "draw")
 

@@ -72,10 +72,11 @@ def ppc_replicates(X, post: Posterior, *, n_draws: int = 200, seed: int = 0):
     observed : ndarray of shape (P,)
     replicated : ndarray of shape (n, P)
     """
-    from bayesgmm._core._validation import check_data, check_positive_int
+    from bayesgmm._core._validation import check_data, check_positive_int, check_seed
 
     post = check_posterior(post)
     n_draws = check_positive_int("n_draws", n_draws)
+    seed = check_seed(seed) or 0
     data = check_data(post.X if X is None else X, dtype=np.float64, n_features=post.n_features)
     N = data.shape[0]
     weight = np.asarray(post.sample_weight)
@@ -88,7 +89,7 @@ def ppc_replicates(X, post: Posterior, *, n_draws: int = 200, seed: int = 0):
     draws = thin_draws(post.params, n_draws)
     names, observed = _statistics(data)
     block = rows_per_block(N * post.n_features)
-    keys = jax.random.split(jax.random.key(int(seed)), -(-draws.batch_shape[0] // block))
+    keys = jax.random.split(jax.random.key(seed), -(-draws.batch_shape[0] // block))
     replicated = []
     for b, start in enumerate(range(0, draws.batch_shape[0], block)):  # bounds draws x N x D
         Y, _ = draws[start : start + block].sample(keys[b], N)

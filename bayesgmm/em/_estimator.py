@@ -10,7 +10,6 @@ stores the fitted :class:`~bayesgmm.GMMParams`. All the maths lives in
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 
 import jax
@@ -26,6 +25,7 @@ from bayesgmm._core._precision import x64
 from bayesgmm._core._validation import (
     check_n_components,
     check_sample_weight,
+    check_seed,
 )
 from bayesgmm._core._warnings import ConvergenceWarning, DataWarning
 from bayesgmm._core.params import GMMParams
@@ -91,9 +91,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         MAP-EM; ``"default"`` builds ``Prior.default(X, n_components,
         sample_weight=sample_weight)`` from the training data at fit time.
     random_state : None, int or numpy.random.RandomState, optional
-        Seed of the initialisation and of :meth:`sample`. An int is used as the
-        JAX seed; otherwise an int seed is drawn from
-        ``check_random_state(random_state)``.
+        Seed of the initialisation and of :meth:`sample`. An int (in
+        ``[0, 2**63)``) is used as the JAX seed; otherwise an int seed is drawn
+        from ``check_random_state(random_state)``.
     dtype : {None, "float64", "float32"}, optional
         Precision of the fit; float64 unless X is float32 or float32 is asked for.
 
@@ -412,9 +412,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 # ------------------------------------------------------------------ helpers ---
 def _seed(random_state) -> int:
     """An int seed: ``random_state`` itself if it is one, else drawn from it."""
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        return int(random_state)
-    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    if random_state is None or isinstance(random_state, np.random.RandomState):
+        return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    try:
+        return check_seed(random_state, name="random_state")
+    except TypeError as err:
+        raise TypeError(
+            f"{err} (scikit-learn's convention: None, an int or a numpy.random.RandomState)"
+        ) from None
 
 
 @x64

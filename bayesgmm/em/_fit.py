@@ -6,27 +6,27 @@ import math
 from dataclasses import dataclass, field
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._blocks import em_block_layout
 from bayesgmm._core._precision import resolve_dtype, x64
-from bayesgmm._core._pytree import unchecked_replace
 from bayesgmm._core._validation import (
     ColumnStats,
     check_fit_inputs,
     check_positive,
     check_positive_int,
+    check_seed,
     column_stats,
     warn_data_problems,
     warn_reg_covar_scale,
 )
-from bayesgmm._core._warnings import ConvergenceWarning, warn
+from bayesgmm._core._warnings import ConvergenceWarning, DataWarning, warn
 from bayesgmm._core.params import GMMParams
 from bayesgmm._core.priors import Prior, log_prior_jit
 from bayesgmm.em import _core as _em_core
 from bayesgmm.em._init import INIT_METHODS
+from bayesgmm.em._standardize import Standardizer
 
 __all__ = ["EMResult", "check_em_settings", "fit_em", "fit_validated", "n_parameters"]
 
@@ -65,6 +65,16 @@ class EMResult:
         Effective number of samples, the sum of the sample weights.
     restart_objectives : ndarray of shape (n_init,)
         Final log-likelihood (or log posterior) of every restart.
+    degenerate_components : tuple of int
+        Components whose covariance the data do not determine (``fit_em``
+        warns with a ``DataWarning`` naming them): the data's own variance in
+        some direction is no larger than ``reg_covar`` (the covariance is set by
+        ``reg_covar``, or is numerically singular), or, without a prior, the
+        component holds fewer effective points than its covariance needs
+        (``D + 1`` for ``full``, 2 for ``diag`` and ``spherical``; effective
+        points are the component's weight times the rows with positive
+        sample weight). Their log-likelihood, and BIC, AIC and ICL, describe
+        ``reg_covar`` rather than the data.
     """
 
     params: GMMParams
@@ -81,6 +91,7 @@ class EMResult:
     restart_objectives: np.ndarray
     best_restart: int
     _hard_log_resp: float = field(repr=False)
+    degenerate_components: tuple[int, ...] = ()
 
     @property
     def n_components(self) -> int:
@@ -143,6 +154,11 @@ class EMResult:
             f"  BIC: {self.bic:.3f}   AIC: {self.aic:.3f}   ICL: {self.icl:.3f}   "
             f"(free parameters: {self.n_parameters})"
         )
+        if self.degenerate_components:
+            lines.append(
+                f"  degenerate components: {list(self.degenerate_components)} "
+                "(covariance not determined by the data)"
+            )
         with np.printoptions(precision=4, suppress=True):
             for k in range(self.n_components):
                 lines.append(f"  component {k}: weight {p['weights'][k]:.4f}")
@@ -158,82 +174,6 @@ class EMResult:
             f"log_likelihood={self.log_likelihood:.4f}, converged={self.converged}, "
             f"n_iter={self.n_iter})"
         )
-
-
-@dataclass(frozen=True)
-class _Standardizer:
-    """Affine map ``x -> (x - center) / scale`` that EM runs in, and its inverse.
-
-    Centring and a single global scale make the raw-moment sufficient statistics
-    well conditioned for data of any magnitude; EM is equivariant under the map
-    (``reg_covar`` and the prior are mapped with it), so results are unchanged.
-    """
-
-    center: np.ndarray
-    scale: float
-
-    @classmethod
-    def from_stats(cls, stats: ColumnStats):
-        scale = float(np.sqrt(stats.var.mean()))
-        if not np.isfinite(scale) or scale <= 0:
-            scale = 1.0
-        return cls(stats.mean, scale)
-
-    def blocks(self, X: np.ndarray, n_blocks: int, block_size: int) -> jax.Array:
-        """Standardised data, zero-padded to ``(n_blocks, block_size, D)``, on the device.
-
-        The host buffer is the only copy of the data made: it is filled in place
-        a chunk of rows at a time and, being 64-byte aligned, handed to the CPU
-        device without another copy (``jax.device_put`` aliases aligned memory).
-        """
-        N, D = X.shape
-        buf = _aligned_empty((n_blocks * block_size, D), X.dtype)
-        for start in range(0, N, _FILL_CHUNK_ROWS):
-            rows = slice(start, min(start + _FILL_CHUNK_ROWS, N))
-            np.subtract(X[rows], self.center, out=buf[rows])
-            np.divide(buf[rows], self.scale, out=buf[rows])
-        buf[N:] = 0.0
-        return jax.device_put(buf.reshape(n_blocks, block_size, D))
-
-    # The maps below work in NumPy on purpose: each eager jax.numpy operation
-    # would compile and load a small XLA program of its own (~1.5 MiB each).
-    def params_in(self, p: GMMParams) -> GMMParams:
-        means, cov = np.asarray(p.means), np.asarray(p.covariances)
-        return GMMParams._unchecked(
-            np.asarray(p.weights),
-            ((means - self.center) / self.scale).astype(means.dtype),
-            (cov / self.scale**2).astype(cov.dtype),
-        )
-
-    def params_out(self, p: GMMParams) -> GMMParams:
-        means, cov = np.asarray(p.means), np.asarray(p.covariances)
-        return GMMParams._unchecked(
-            jnp.asarray(np.asarray(p.weights)),
-            jnp.asarray((means * self.scale + self.center).astype(means.dtype)),
-            jnp.asarray((cov * self.scale**2).astype(cov.dtype)),
-        )
-
-    def prior_in(self, prior: Prior | None) -> Prior | None:
-        if prior is None:
-            return None
-        mean, scale = np.asarray(prior.mean), np.asarray(prior.scale)
-        return unchecked_replace(
-            prior,
-            mean=((mean - self.center) / self.scale).astype(mean.dtype),
-            scale=(scale / self.scale**2).astype(scale.dtype),
-        )
-
-
-_FILL_CHUNK_ROWS = 1 << 15
-
-
-def _aligned_empty(shape: tuple[int, ...], dtype, align: int = 64) -> np.ndarray:
-    """An uninitialised C-ordered array whose data start on an ``align``-byte boundary."""
-    dtype = np.dtype(dtype)
-    nbytes = math.prod(shape) * dtype.itemsize
-    raw = np.empty(nbytes + align, dtype=np.uint8)
-    offset = -raw.ctypes.data % align
-    return raw[offset : offset + nbytes].view(dtype).reshape(shape)
 
 
 @x64
@@ -270,7 +210,10 @@ def fit_em(
         model samples. ``Prior.default(X, K)`` is a sensible start.
     sample_weight : array-like of shape (N,), optional
         Non-negative weights acting as replication counts: a weight of 2 is a
-        duplicated row, a weight of 0 a removed row.
+        duplicated row, a weight of 0 a removed row. Multiplying all weights by
+        a constant leaves a maximum-likelihood fit unchanged (the reported
+        log-likelihood and ``n_samples`` scale with it); under MAP-EM their
+        total is the amount of data weighed against the prior.
     init : {"kmeans++", "kmeans", "random", "random_from_data"} or GMMParams
         How to start (see :func:`bayesgmm.em._init.initial_responsibilities`), or
         parameters to start from (then ``n_init`` is 1).
@@ -288,7 +231,8 @@ def fit_em(
         covariances positive definite, and the MAP-EM estimate is then exactly
         the posterior mode).
     seed : int, optional
-        Seed of the initialisation; ignored when ``key`` is given.
+        Seed of the initialisation, an int in ``[0, 2**63)`` (None means 0);
+        ignored when ``key`` is given.
     key : jax.random key, optional
     dtype : {None, "float64", "float32"}
         float64 unless X is float32 or float32 is asked for.
@@ -325,6 +269,7 @@ def fit_em(
         block_size=block_size,
     )
     if key is None:
+        seed = check_seed(seed)
         key = jax.random.key(0 if seed is None else seed)
     stats = column_stats(data, w)
     warn_data_problems(data, w, K, stats)
@@ -416,12 +361,13 @@ def fit_validated(
         n_init = 1
     if stats is None:
         stats = column_stats(data, w)
-    std = _Standardizer.from_stats(stats)
+    std = Standardizer.from_stats(stats)
     n_blocks, B = em_block_layout(N, K, D, block_size)
     pad = n_blocks * B - N
     Xs = std.blocks(data, n_blocks, B)
     del data  # the caller's array, or check_fit_inputs' conversion of it
-    ws = np.concatenate([w, np.zeros(pad, dt)]).reshape(n_blocks, B)
+    w_fit, w_scale = _weights_for_fit(w, prior)
+    ws = np.concatenate([w_fit, np.zeros(pad, dt)]).reshape(n_blocks, B)
     out = _em_core.fit_restarts_jit(
         jax.random.split(key, n_init),
         Xs,
@@ -435,7 +381,31 @@ def fit_validated(
         tol=np.asarray(tol, dt),
         max_iter=max_iter,
     )
-    return _select_best(out, std, prior, structure, w, reg_covar, N, D)
+    return _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale)
+
+
+def _weights_for_fit(w: np.ndarray, prior: Prior | None) -> tuple[np.ndarray, float]:
+    """The sample weights EM computes with, and the factor that maps its totals back.
+
+    A common scale of the weights does not change a maximum-likelihood fit, but
+    the M-step's guard against empty components (``counts + 10 eps``) is
+    absolute: weights of 1e-15 would make it as large as the counts themselves.
+    Without a prior EM therefore runs on weights of mean 1 and every total it
+    reports (log-likelihood, history, ICL term) is multiplied back by
+    ``w_scale``. Under MAP-EM the weights' scale is information (how much data
+    there is next to the prior), so they are used as given.
+    """
+    if prior is not None:
+        return w, 1.0
+    total = float(w.sum())  # > 0: check_sample_weight saw a positive sum
+    if np.isfinite(total):
+        scale = total / w.size
+    else:  # the sum overflows: take the mean of w / max(w) instead
+        top = float(w.max())
+        scale = top * float((w / top).mean())
+    if scale == 1.0:  # unit weights (the default): no copy
+        return w, 1.0
+    return (w / scale).astype(w.dtype, copy=False), scale
 
 
 def _check_init(init, K: int, D: int, dtype) -> GMMParams | None:
@@ -456,22 +426,35 @@ def _check_init(init, K: int, D: int, dtype) -> GMMParams | None:
     raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams; got {init!r}.")
 
 
-def _select_best(out, std, prior, structure, w, reg_covar, N, D) -> EMResult:
+def _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale=1.0) -> EMResult:
+    """The best restart, in the user's units and for the user's sample weights.
+
+    ``w`` are the user's weights; EM ran on ``w / w_scale`` (see
+    :func:`_weights_for_fit`), so its totals are multiplied by ``w_scale``.
+    """
     failed = np.asarray(out.failed)
     objectives = np.where(failed, -np.inf, np.asarray(out.objective))
     if failed.all():
+        float32 = ""
+        if np.asarray(out.objective).dtype == np.float32:
+            float32 = (
+                " The data are float32, whose ~7 significant digits cannot hold the spread "
+                "of most points next to values many orders of magnitude larger (an outlier, "
+                "columns on very different scales): refit in float64 first (dtype='float64', "
+                "or X.astype(np.float64)). Otherwise:"
+            )
         raise ValueError(
             "EM broke down in every restart: a covariance became singular (a component "
-            f"collapsed onto too few points). Increase reg_covar (now {reg_covar:g}), use a "
-            "prior (prior=Prior.default(X, K)), fewer components, or another init."
+            f"collapsed onto too few points).{float32} Increase reg_covar (now {reg_covar:g}), "
+            "use a prior (prior=Prior.default(X, K)), fewer components, or another init."
         )
     best = int(np.argmax(objectives))
     pick = jax.tree.map(lambda leaf: np.asarray(leaf)[best], out)
     n_iter = int(pick.n_iter)
     log_jac = float(w.sum()) * D * math.log(std.scale)
-    history = np.asarray(pick.history[: n_iter + 1]) - log_jac
+    history = w_scale * np.asarray(pick.history[: n_iter + 1]) - log_jac
     params = std.params_out(pick.params)
-    log_lik = float(pick.log_lik) - log_jac
+    log_lik = w_scale * float(pick.log_lik) - log_jac
     log_post = hist_post = None
     prior_shift = 0.0
     if prior is not None:
@@ -490,6 +473,7 @@ def _select_best(out, std, prior, structure, w, reg_covar, N, D) -> EMResult:
             f"EM did not converge in {n_iter} iterations; increase max_iter or loosen tol.",
             ConvergenceWarning,
         )
+    degenerate = _degenerate_components(params, structure, prior, reg_covar, int((w > 0).sum()))
     return EMResult(
         params=params,
         log_likelihood=log_lik,
@@ -503,8 +487,65 @@ def _select_best(out, std, prior, structure, w, reg_covar, N, D) -> EMResult:
         n_samples=float(w.sum()),
         reg_covar=reg_covar,
         restart_objectives=np.where(
-            failed, np.nan, np.asarray(out.objective) - log_jac + prior_shift
+            failed, np.nan, w_scale * np.asarray(out.objective) - log_jac + prior_shift
         ),
         best_restart=best,
-        _hard_log_resp=float(pick.hard_log_resp),
+        _hard_log_resp=w_scale * float(pick.hard_log_resp),
+        degenerate_components=degenerate,
     )
+
+
+# Effective points a covariance structure needs per component for a non-singular
+# estimate (tied pools all components: only the variance test applies to it).
+_POINTS_NEEDED = {"full": lambda D: D + 1, "diag": lambda D: 2, "spherical": lambda D: 2}
+
+
+def _degenerate_components(
+    params: GMMParams, structure: str, prior, reg_covar: float, n_used: int
+) -> tuple[int, ...]:
+    """Components whose covariance the data do not determine; warns naming them.
+
+    A component is degenerate when the data's own variance in some direction
+    (the smallest eigenvalue of its covariance less ``reg_covar``) is at most
+    ``reg_covar``, or below the rounding level of the covariance, or when,
+    without a prior, it holds fewer effective points (weight times ``n_used``,
+    the rows with positive sample weight; duplicating a row adds none) than
+    the structure needs. Under MAP-EM the prior keeps covariances proper and
+    only the variance test applies.
+    """
+    cov = np.asarray(params.covariances, dtype=np.float64)
+    K, D = cov.shape[0], cov.shape[-1]
+    eig = np.linalg.eigvalsh(cov)
+    rounding = D * np.finfo(params.dtype).eps * eig[:, -1]
+    own = eig[:, 0] - reg_covar
+    by_variance = own <= np.maximum(reg_covar, rounding)
+    points = np.asarray(params.weights, dtype=np.float64) * n_used
+    needed = _POINTS_NEEDED.get(structure) if prior is None else None
+    by_count = points < needed(D) if needed is not None else np.zeros(K, bool)
+    bad = np.flatnonzero(by_variance | by_count)
+    if not bad.size:
+        return ()
+    reasons = []
+    for k in bad:
+        why = []
+        if by_count[k]:
+            why.append(
+                f"{points[k]:.3g} effective points, fewer than the {needed(D)} a "
+                f"{structure!r} covariance in D={D} needs"
+            )
+        if by_variance[k]:
+            why.append(
+                f"smallest variance {eig[k, 0]:.3g}, set by reg_covar={reg_covar:g}"
+                if reg_covar > 0 and own[k] <= reg_covar
+                else f"a numerically singular covariance (smallest variance {eig[k, 0]:.3g})"
+            )
+        reasons.append(f"component {k}: {' and '.join(why)}")
+    warn(
+        f"degenerate component(s) {bad.tolist()} of the K={K} fit: "
+        + "; ".join(reasons)
+        + ". Their covariance is not determined by the data, so the log-likelihood (and "
+        "BIC, AIC, ICL) describe reg_covar rather than the data. Use fewer components, a "
+        "simpler covariance_type ('diag' or 'spherical'), a prior, or more data.",
+        DataWarning,
+    )
+    return tuple(int(k) for k in bad)

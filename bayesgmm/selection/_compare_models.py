@@ -19,6 +19,7 @@ import pandas as pd
 from bayesgmm._core._validation import (
     check_data,
     check_sample_weight,
+    check_seed,
     column_stats,
     warn_data_problems,
     warn_reg_covar_scale,
@@ -232,6 +233,7 @@ def compare_models(
         raise ValueError(f"criterion must be one of {list(CRITERIA)}; got {criterion!r}.")
     if CRITERIA[criterion][0].startswith("elpd") and not nuts:
         raise ValueError(f"criterion={criterion!r} needs the NUTS runs; pass nuts=True.")
+    seed = check_seed(seed)
     data = check_data(X, dtype=np.dtype(np.float64))
     w = check_sample_weight(sample_weight, data.shape[0], data.dtype)
     specs = _as_specs(specs)
@@ -272,6 +274,8 @@ def compare_models(
             "icl": em.icl,
             "converged": em.converged,
             "n_iter": em.n_iter,
+            # a component whose covariance reg_covar sets: its BIC/AIC/ICL are not the data's
+            "degenerate": bool(em.degenerate_components),
         }
         if nuts and v.spec.nuts.get("enabled", True):
             say(f"[{i}/{len(variants)}] NUTS {v.name}")
