@@ -18,8 +18,9 @@ is :func:`em_vs_posterior_summary`; the modules ``relabel`` and
 import importlib
 
 from bayesgmm import datasets
-from bayesgmm._core import covariance, density
-from bayesgmm._core._warnings import ConvergenceWarning, DataWarning
+from bayesgmm._core import _cache, covariance, density
+from bayesgmm._core._cache import set_compilation_cache
+from bayesgmm._core._warnings import DataWarning
 from bayesgmm._core.covariance import COVARIANCE_TYPES
 from bayesgmm._core.params import GMMParams
 from bayesgmm._core.priors import Prior
@@ -28,9 +29,13 @@ from bayesgmm.em._fit import EMResult, fit_em, n_parameters
 
 __version__ = "0.1.0"
 
+# JAX's persistent compilation cache in ~/.cache/bayesgmm (see bayesgmm._core._cache).
+_cache.configure()
+
 # name -> module that defines it, imported on first access (NumPyro, ArviZ,
 # matplotlib, scikit-learn's estimator); None: the subpackage itself.
 _LAZY = {
+    "ConvergenceWarning": "bayesgmm._core._warnings",
     "GaussianMixture": "bayesgmm.em._estimator",
     "sample_posterior": "bayesgmm.bayes._sample",
     "gmm_model": "bayesgmm.bayes._model",
@@ -130,5 +135,6 @@ __all__ = [
     "sample_posterior",
     "save",
     "selection",
+    "set_compilation_cache",
     "to_inference_data",
 ]

@@ -17,7 +17,15 @@ Two budgets, for two kinds of work:
 
 from __future__ import annotations
 
-__all__ = ["DRAW_BLOCK_ELEMENTS", "EM_BLOCK_ELEMENTS", "em_block_layout", "rows_per_block"]
+import math
+
+__all__ = [
+    "DRAW_BLOCK_ELEMENTS",
+    "EM_BLOCK_ELEMENTS",
+    "bucket",
+    "em_block_layout",
+    "rows_per_block",
+]
 
 EM_BLOCK_ELEMENTS = 1 << 14
 DRAW_BLOCK_ELEMENTS = 1 << 22
@@ -32,17 +40,51 @@ def rows_per_block(width: int, budget: int | None = None) -> int:
     return max(1, budget // max(1, int(width)))
 
 
-def em_block_layout(n_samples: int, n_components: int, n_features: int, block_size=None):
-    """``(n_blocks, block_size)`` of the E-step for N rows, K components, D features.
+#: Shape classes: sizes are rounded up to the next ``ceil(2 ** (k / 4))``, a
+#: ladder with steps of at most 19%, so that data sets of similar size share
+#: one compiled program (``bucket(272) == 279``, ``bucket(250) == 256``).
+LADDER_STEPS_PER_DOUBLING = 4
+#: The smallest number of rows a single-block shape class has.
+MIN_ROWS = 32
 
-    ``block_size`` (rows per block) is computed from :data:`EM_BLOCK_ELEMENTS`
-    unless given; it never exceeds ``n_samples``.
+
+def bucket(n: int, minimum: int = 1, steps: int = LADDER_STEPS_PER_DOUBLING) -> int:
+    """The smallest size ``ceil(2 ** (k / steps))`` of the ladder that is ``>= max(n, minimum)``.
+
+    ``steps`` per doubling sets the largest padding: ``2 ** (1 / steps) - 1``
+    (19% for 4, 4.4% for 16).
     """
-    if block_size is None:
-        width = max(1, n_components * n_features)
-        block_size = EM_BLOCK_ELEMENTS // width
-        if block_size < 64:
-            block_size = max(256, (EM_BLOCK_ELEMENTS << 6) // width)
-    block_size = min(block_size, n_samples)
-    n_blocks = -(-n_samples // block_size)
-    return n_blocks, block_size
+    n = max(int(n), int(minimum), 1)
+    k = math.ceil(steps * math.log2(n))
+    while k > 0 and math.ceil(2 ** ((k - 1) / steps)) >= n:
+        k -= 1  # guard against log2 rounding up past an exact step
+    while math.ceil(2 ** (k / steps)) < n:
+        k += 1
+    return math.ceil(2 ** (k / steps))
+
+
+def em_block_layout(n_samples: int, n_components: int, n_features: int, block_size=None):
+    """Blocks of the E-step for N rows, K components, D features: ``(n_alloc, n_used, B)``.
+
+    ``B`` rows per block is computed from :data:`EM_BLOCK_ELEMENTS` unless
+    ``block_size`` is given. The data fill ``n_used`` blocks; ``n_alloc >=
+    n_used`` blocks are allocated, the rest zero-weight padding, so that the
+    shape ``(n_alloc, B, D)`` depends only on the shape class of N (one
+    program compiled per class; the E-step skips the padding blocks). Data that
+    fit in one block get ``B`` = the next power of two (at least
+    :data:`MIN_ROWS`) rows. With ``block_size`` given the
+    layout is exact: no shape class, ``n_alloc == n_used``, ``B <= N``.
+    """
+    if block_size is not None:
+        block_size = min(block_size, n_samples)
+        n_blocks = -(-n_samples // block_size)
+        return n_blocks, n_blocks, block_size
+    width = max(1, n_components * n_features)
+    block_size = EM_BLOCK_ELEMENTS // width
+    if block_size < 64:
+        block_size = max(256, (EM_BLOCK_ELEMENTS << 6) // width)
+    if n_samples <= block_size:
+        # one block: a power of two (the padding costs little at this size)
+        return 1, 1, max(MIN_ROWS, 1 << (int(n_samples) - 1).bit_length())
+    n_used = -(-n_samples // block_size)
+    return bucket(n_used), n_used, block_size

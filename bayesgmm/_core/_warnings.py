@@ -12,9 +12,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from sklearn.exceptions import ConvergenceWarning as _SklearnConvergenceWarning
-
-__all__ = ["ConvergenceWarning", "DataWarning", "stack_level", "warn"]
+# ConvergenceWarning is made on first access (module __getattr__ below).
+__all__ = ["DataWarning", "stack_level", "warn"]
 
 # The folder of the package: frames whose file lies below it are the library's.
 _PACKAGE_DIR = str(Path(__file__).resolve().parent.parent) + "/"
@@ -24,12 +23,29 @@ class DataWarning(UserWarning):
     """Legal data that will make a fit behave badly (constant column, few distinct rows)."""
 
 
-class ConvergenceWarning(_SklearnConvergenceWarning):
-    """EM stopped at ``max_iter`` before the log-likelihood settled.
+def _convergence_warning() -> type[Warning]:
+    from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
 
-    A subclass of scikit-learn's ``ConvergenceWarning``, so filters written for
-    scikit-learn silence it too.
-    """
+    class ConvergenceWarning(SklearnConvergenceWarning):
+        """EM (or Stephens' relabelling) stopped at ``max_iter`` before it settled.
+
+        A subclass of scikit-learn's ``ConvergenceWarning``, so filters written
+        for scikit-learn silence it too.
+        """
+
+    ConvergenceWarning.__module__ = "bayesgmm"
+    ConvergenceWarning.__qualname__ = "ConvergenceWarning"
+    return ConvergenceWarning
+
+
+def __getattr__(name):
+    # ConvergenceWarning subclasses scikit-learn's, whose import costs seconds:
+    # the class is made on first use (a fit that does not converge, a filter).
+    if name == "ConvergenceWarning":
+        cls = _convergence_warning()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _in_package(filename: str) -> bool:

@@ -115,8 +115,12 @@ def latent_transforms(model) -> dict:
 
 
 def unconstrain(transforms: dict, sites: dict) -> dict:
-    """Unconstrained coordinates of (possibly batched) site values, compiled."""
-    return jax.jit(lambda v: {name: t.inv(v[name]) for name, t in transforms.items()})(sites)
+    """Unconstrained coordinates of (possibly batched) site values.
+
+    Run eagerly: JAX caches each primitive's program by shape across calls,
+    where a fresh ``jax.jit`` of a closure here would compile again every call.
+    """
+    return {name: t.inv(jnp.asarray(sites[name])) for name, t in transforms.items()}
 
 
 def params_to_sites(params: GMMParams, structure, site_names) -> dict:

@@ -25,11 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from bayesgmm._core import _linalg
+from bayesgmm._core import _linalg, _warnings
 from bayesgmm._core._blocks import rows_per_block
 from bayesgmm._core._precision import x64
 from bayesgmm._core._validation import check_data, check_positive_int
-from bayesgmm._core._warnings import ConvergenceWarning, warn
+from bayesgmm._core._warnings import warn
 from bayesgmm._core.params import GMMParams
 from bayesgmm.diagnostics._checks import check_params, check_reference
 
@@ -239,7 +239,7 @@ def _stephens(flat: GMMParams, X, init: np.ndarray, max_iter: int) -> tuple[np.n
     warn(
         f"Stephens' relabelling did not settle in max_iter={max_iter} iterations; "
         "the last permutations are returned. Raise max_iter.",
-        ConvergenceWarning,
+        _warnings.ConvergenceWarning,
     )
     return perm, max_iter
 

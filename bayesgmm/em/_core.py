@@ -65,8 +65,24 @@ def _block_stats(xb, wb, resp_b):
     return r.sum(axis=0), m[D].T, outer
 
 
-def e_step(params: GMMParams, X, w) -> Stats:
-    """Sufficient statistics and log-likelihood of blocked data under ``params``."""
+def _over_blocks(block, init, X, w, n_used):
+    """Fold ``block(acc, (x_b, w_b))`` over the first ``n_used`` blocks of ``X``, ``w``.
+
+    ``n_used`` is a traced integer: blocks past it (padding up to the shape
+    class, see :func:`bayesgmm._core._blocks.em_block_layout`) cost nothing, and
+    one compiled program serves every number of blocks up to the allocated one.
+    """
+    if n_used is None:
+        return jax.lax.scan(block, init, (X, w))[0]
+    return jax.lax.fori_loop(0, n_used, lambda i, acc: block(acc, (X[i], w[i]))[0], init)
+
+
+def e_step(params: GMMParams, X, w, n_used=None) -> Stats:
+    """Sufficient statistics and log-likelihood of blocked data under ``params``.
+
+    ``X`` (n_blocks, B, D) and ``w`` (n_blocks, B); only the first ``n_used``
+    blocks are read (all when None).
+    """
     chol = _linalg.cholesky(params.covariances)
     prec = _linalg.precision_cholesky(chol)
     logdet = _linalg.logdet_from_cholesky(chol)
@@ -99,8 +115,7 @@ def e_step(params: GMMParams, X, w) -> Stats:
         zero,
         zero,
     )
-    stats, _ = jax.lax.scan(block, init, (X, w))
-    return stats
+    return _over_blocks(block, init, X, w, n_used)
 
 
 def stats_from_responsibilities(X, w, resp) -> Stats:
@@ -159,7 +174,9 @@ def _all_finite(params: GMMParams):
     return jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)]))
 
 
-def run_em(params0, X, w, *, structure, prior, reg_covar, tol, max_iter: int) -> EMState:
+def run_em(
+    params0, X, w, *, structure, prior, reg_covar, tol, max_iter: int, n_used=None
+) -> EMState:
     """EM from ``params0`` until the mean objective changes by less than ``tol``.
 
     The change is measured per unit of sample weight (the mean log-likelihood
@@ -172,7 +189,7 @@ def run_em(params0, X, w, *, structure, prior, reg_covar, tol, max_iter: int) ->
         return (~s.converged) & (~s.failed) & (s.n_iter < max_iter)
 
     def body(s: EMState):
-        stats = e_step(s.params, X, w)
+        stats = e_step(s.params, X, w, n_used)
         obj = objective(s.params, stats, structure, prior)
         ok = jnp.isfinite(obj)
         new = m_step(stats, structure, prior, reg_covar)
@@ -216,14 +233,14 @@ class FitOutput(NamedTuple):
     history_objective: jax.Array
 
 
-def finish(state: EMState, X, w, *, structure, prior) -> FitOutput:
+def finish(state: EMState, X, w, *, structure, prior, n_used=None) -> FitOutput:
     """Evaluate the final parameters; fall back to the last good ones if they fail."""
-    stats = e_step(state.params, X, w)
+    stats = e_step(state.params, X, w, n_used)
     obj = objective(state.params, stats, structure, prior)
     ok = jnp.isfinite(obj) & _all_finite(state.params) & ~state.failed
     params = jax.tree.map(lambda a, b: jnp.where(ok, a, b), state.params, state.good_params)
     # When the final parameters fail, re-evaluate the fallback.
-    stats = jax.lax.cond(ok, lambda: stats, lambda: e_step(params, X, w))
+    stats = jax.lax.cond(ok, lambda: stats, lambda: e_step(params, X, w, n_used))
     obj = objective(params, stats, structure, prior)
     idx = state.n_iter
     return FitOutput(
@@ -252,9 +269,25 @@ def init_params(key, X, w, *, n_components, method, structure, prior, reg_covar)
 
 
 def fit_restarts(
-    keys, X, w, params0, *, n_components, method, structure, prior, reg_covar, tol, max_iter
+    keys,
+    X,
+    w,
+    params0,
+    *,
+    n_components,
+    method,
+    structure,
+    prior,
+    reg_covar,
+    tol,
+    max_iter,
+    n_used=None,
 ) -> FitOutput:
-    """Run EM from every key in ``keys`` (vectorised); ``params0`` overrides the init."""
+    """Run EM from every key in ``keys`` (vectorised); ``params0`` overrides the init.
+
+    ``n_used`` (a traced integer, or None for all) is how many of the blocks of
+    ``X`` hold data; the rest are zero-weight padding of the shape class.
+    """
 
     def one(key):
         if params0 is None:
@@ -279,8 +312,9 @@ def fit_restarts(
             reg_covar=reg_covar,
             tol=tol,
             max_iter=max_iter,
+            n_used=n_used,
         )
-        return finish(state, X, w, structure=structure, prior=prior)
+        return finish(state, X, w, structure=structure, prior=prior, n_used=n_used)
 
     if keys.shape[0] == 1:
         # A single restart runs unbatched: vmap over a batch of one would turn the

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
+from bayesgmm._core import _warnings
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._blocks import em_block_layout
 from bayesgmm._core._precision import resolve_dtype, x64
@@ -21,7 +22,7 @@ from bayesgmm._core._validation import (
     warn_data_problems,
     warn_reg_covar_scale,
 )
-from bayesgmm._core._warnings import ConvergenceWarning, DataWarning, warn
+from bayesgmm._core._warnings import DataWarning, warn
 from bayesgmm._core.params import GMMParams
 from bayesgmm._core.priors import Prior, log_prior_jit
 from bayesgmm.em import _core as _em_core
@@ -362,7 +363,7 @@ def fit_validated(
     if stats is None:
         stats = column_stats(data, w)
     std = Standardizer.from_stats(stats)
-    n_blocks, B = em_block_layout(N, K, D, block_size)
+    n_blocks, n_used, B = em_block_layout(N, K, D, block_size)
     pad = n_blocks * B - N
     Xs = std.blocks(data, n_blocks, B)
     del data  # the caller's array, or check_fit_inputs' conversion of it
@@ -380,6 +381,7 @@ def fit_validated(
         reg_covar=np.asarray(reg_covar / std.scale**2, dt),
         tol=np.asarray(tol, dt),
         max_iter=max_iter,
+        n_used=np.asarray(n_used, np.int32),
     )
     return _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale)
 
@@ -471,7 +473,7 @@ def _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale=1.0) ->
     if not converged:
         warn(
             f"EM did not converge in {n_iter} iterations; increase max_iter or loosen tol.",
-            ConvergenceWarning,
+            _warnings.ConvergenceWarning,
         )
     degenerate = _degenerate_components(params, structure, prior, reg_covar, int((w > 0).sum()))
     return EMResult(

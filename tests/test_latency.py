@@ -1,0 +1,201 @@
+"""Compiled once per shape class: padding, reuse within a process, reuse across processes.
+
+The speed targets live in ``benchmarks/latency.py``; these tests check the
+mechanisms that the targets rest on, and that they change no result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import bayesgmm as bg
+from bayesgmm._core._blocks import bucket, em_block_layout
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def compilations():
+    """Names of the programs JAX lowers and compiles inside the block (cache hits included)."""
+    names: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            message = record.getMessage()
+            if message.startswith("Compiling "):
+                names.append(message.split(" with ")[0][len("Compiling ") :])
+
+    handler = Catch(level=logging.DEBUG)
+    logger = logging.getLogger("jax")
+    logger.addHandler(handler)
+    previous = jax.config.jax_log_compiles
+    jax.config.update("jax_log_compiles", True)
+    try:
+        yield names
+    finally:
+        jax.config.update("jax_log_compiles", previous)
+        logger.removeHandler(handler)
+
+
+def test_bucket_ladder():
+    assert [bucket(n) for n in (1, 2, 3, 16, 17, 250, 256, 257)] == [
+        1,
+        2,
+        3,
+        16,
+        20,
+        256,
+        256,
+        305,
+    ]
+    assert bucket(5, minimum=32) == 32
+    for n in range(1, 5000, 7):
+        b = bucket(n, steps=16)
+        assert n <= b <= max(n + 1, 1.05 * n)
+    # one block: a power of two; several: the number of blocks on the ladder
+    assert em_block_layout(272, 2, 2) == (1, 1, 512)
+    n_alloc, n_used, B = em_block_layout(100_000, 8, 10)
+    assert n_used == -(-100_000 // B) and n_alloc == bucket(n_used) >= n_used
+    assert em_block_layout(272, 2, 2, block_size=100) == (3, 3, 100)  # exact when given
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "k", "structure"),
+    [(272, 2, 3, "full"), (3000, 10, 8, "diag"), (2500, 3, 2, "tied")],
+)
+def test_padded_fit_equals_the_exact_layout(n, d, k, structure):
+    """Zero-weight padding to the shape class changes nothing beyond rounding."""
+    rng = np.random.default_rng(n)
+    X = rng.normal(size=(n, d)) + 4.0 * rng.integers(0, 3, size=(n, 1))
+    padded = bg.fit_em(X, k, covariance_type=structure, n_init=2, seed=1)
+    exact_block = em_block_layout(n, k, d)[2] if em_block_layout(n, k, d)[1] > 1 else n
+    exact = bg.fit_em(X, k, covariance_type=structure, n_init=2, seed=1, block_size=exact_block)
+    assert em_block_layout(n, k, d) != em_block_layout(n, k, d, block_size=exact_block)
+    assert padded.n_iter == exact.n_iter
+    np.testing.assert_allclose(padded.log_likelihood, exact.log_likelihood, rtol=1e-12)
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_allclose(
+            getattr(padded.params, name), getattr(exact.params, name), rtol=1e-9, atol=1e-12
+        )
+
+
+def test_second_fit_of_a_shape_class_compiles_nothing():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    bg.fit_em(X, 3, n_init=2)
+    Y = rng.normal(size=(280, 3)) * 2.0 + 1.0  # other data, other N, same class (512 rows)
+    with compilations() as names:
+        em = bg.fit_em(Y, 3, n_init=2)
+    assert names == [], names
+    assert em.n_samples == 280.0
+    with compilations() as names:
+        bg.fit_em(Y, 4, n_init=2)  # a new K is a new program
+    assert any("fit_restarts" in name for name in names)
+
+
+def test_second_posterior_of_a_shape_class_compiles_no_sampler():
+    rng = np.random.default_rng(0)
+    kw = dict(init="em", num_chains=2, num_warmup=30, num_samples=100, progress_bar=False)
+    X = rng.normal(size=(120, 2)) + 5.0 * rng.integers(0, 2, size=(120, 1))
+    first = bg.sample_posterior(X, 2, **kw)
+    Y = X[:119] + 0.01  # the same shape class of rows (bucket(120) == bucket(119))
+    assert bucket(119, 32, steps=16) == bucket(120, 32, steps=16)
+    with compilations() as names:
+        second = bg.sample_posterior(Y, 2, **kw)
+    sampler = [n for n in names if any(k in n for k in ("init_one", "advance_one", "constrain"))]
+    assert sampler == [], names
+    assert second.X.shape == (119, 2) and first.X.shape == (120, 2)
+
+
+def test_padded_posterior_density_equals_the_unpadded_one():
+    """What padding leaves of NUTS: the same potential and gradient, to rounding."""
+    from numpyro.infer.util import potential_energy
+
+    from bayesgmm.bayes import _sample, _sites
+
+    X = bg.datasets.load_faithful()
+    prior = bg.Prior.default(X, 2)
+    em = bg.fit_em(X, 2, prior=prior)
+    w = np.ones(len(X))
+    model = _sites.BoundModel(bg.gmm_model, 2, "full")
+    bound = _sites.bind(X, 2, prior, bg.covariance.get("full"), None)
+    transforms = _sites.latent_transforms(bound)
+    with jax.enable_x64(True):
+        sites = _sites.params_to_sites(em.params, bg.covariance.get("full"), transforms)
+        z = _sites.unconstrain(transforms, sites)
+        values = []
+        for args in (
+            _sample._model_args(X, w, prior, padded=True),
+            _sample._model_args(X, w, prior, padded=False),
+        ):
+            value, grad = jax.value_and_grad(lambda z, a=args: potential_energy(model, a, {}, z))(
+                z
+            )
+            values.append((float(value), jax.tree.leaves(grad)))
+    assert _sample._model_args(X, w, prior, padded=True)[0].shape[0] > len(X)
+    np.testing.assert_allclose(values[0][0], values[1][0], rtol=1e-13)
+    for a, b in zip(values[0][1], values[1][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_a_second_process_reads_the_compiled_programs_from_disk(tmp_path):
+    script = textwrap.dedent(
+        """
+        import logging, jax
+        import bayesgmm as bg
+        jax.config.update("jax_log_compiles", True)
+        logging.basicConfig(level=logging.DEBUG, format="%(message)s")
+        bg.fit_em(bg.datasets.load_faithful(), 2)
+        """
+    )
+    env = {**os.environ, "BAYESGMM_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+        )
+        for _ in range(2)
+    ]
+    hit = "Persistent compilation cache hit for 'jit_fit_restarts'"
+    assert hit not in runs[0].stderr
+    assert hit in runs[1].stderr
+    assert any((tmp_path / "cache").iterdir())
+
+
+def test_the_disk_cache_can_be_turned_off(tmp_path):
+    script = "import jax, bayesgmm; print(jax.config.jax_compilation_cache_dir)"
+    env = {**os.environ, "BAYESGMM_CACHE_DIR": "off", "XDG_CACHE_HOME": str(tmp_path)}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "None"
+    env.pop("BAYESGMM_CACHE_DIR")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == str(tmp_path / "bayesgmm" / "jax")
+
+
+def _maps() -> int:
+    return len(Path("/proc/self/maps").read_text().splitlines())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+def test_many_posteriors_in_one_process_keep_memory_maps_flat():
+    """Issue 19 item 16: 200 sample_posterior calls of one shape class hold no more maps."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 2)) + 6.0 * rng.integers(0, 2, size=(60, 1))
+    kw = dict(num_chains=1, num_warmup=10, num_samples=100, progress_bar=False)
+    counts = []
+    for i in range(200):
+        bg.sample_posterior(X + 1e-3 * i, 2, seed=i, **kw)
+        if i in (1, 199):
+            counts.append(_maps())
+    assert counts[1] - counts[0] < 50, counts
