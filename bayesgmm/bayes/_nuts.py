@@ -114,6 +114,15 @@ def _engine(model, num_warmup: int, target_accept_prob: float, sites: tuple[str,
     return programs
 
 
+_COMPILING = "compiling the sampler (once per shape class)"
+
+
+def _compiled(program) -> bool:
+    """Whether a jitted program holds a compiled executable (pmapped ones: assume so)."""
+    size = getattr(program, "_cache_size", None)
+    return size is None or size() > 0
+
+
 def _chunks(total: int, progress: bool) -> list[int]:
     if not progress or total == 0:
         return [total] if total else []
@@ -130,17 +139,15 @@ def _progress(total: int, desc: str):
 def _run_chains(programs, method, keys, z0, args, step_size, num_warmup, num_samples, thin, bar):
     """Warmup and sampling of the chains in ``keys``/``z0``; outputs on the host."""
     init, _, _ = programs(method, 0)
+    if bar is not None and not _compiled(init):
+        bar.set_description(_COMPILING)
     state = init(keys, z0, args, step_size)
     collected = []
     for phase, total in (("warmup", num_warmup), ("sample", num_samples)):
         for length in _chunks(total, bar is not None):
             _, advance, _ = programs(method, length)
             if bar is not None:
-                bar.set_description(
-                    f"{phase} (compiling once per shape)"
-                    if not collected and phase == "warmup" and bar.n == 0
-                    else phase
-                )
+                bar.set_description(phase if _compiled(advance) else _COMPILING)
             state, out = advance(state, args)
             if phase == "sample":
                 collected.append(out)

@@ -118,6 +118,24 @@ def _fit_variant_nuts(data, w, v: Variant, seed: int, progress_bar: bool, models
     )
 
 
+def _interactive() -> bool:
+    """A person is watching: stderr is a terminal, or the code runs in a Jupyter kernel."""
+    import sys
+
+    if "ipykernel" in sys.modules:
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _print_line(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
 def _custom_model(spec: ModelSpec, models: dict | None):
     """The spec's custom model (imported once before the first fit), or None."""
     if not spec.model:
@@ -180,8 +198,8 @@ def compare_models(
     sample_weight=None,
     nuts: bool = True,
     seed: int = 0,
-    progress: Callable[[str], None] | None = None,
-    progress_bar: bool = False,
+    progress: Callable[[str], None] | bool | None = None,
+    progress_bar: bool | None = None,
     allow_code: bool = False,
 ) -> ComparisonResult:
     """Fit every variant of ``specs`` and rank them.
@@ -214,10 +232,12 @@ def compare_models(
     nuts : bool
         Run the Bayesian side.
     seed : int
-    progress : callable, optional
-        Called with a line of text before each fit (the CLI prints it).
-    progress_bar : bool
-        NumPyro's progress bar for each NUTS run.
+    progress : callable or bool, optional
+        Called with a line of text before each fit (the CLI prints it). The
+        default (None) prints the lines to stderr in a terminal or a notebook
+        and stays quiet otherwise; False is always quiet.
+    progress_bar : bool, optional
+        A progress bar for each NUTS run; by default in a terminal or a notebook.
     allow_code : bool
         Run the custom models of specifications with a ``[model]`` table.
         Such a table imports and executes a Python file, so it is refused
@@ -254,7 +274,12 @@ def compare_models(
         except ValueError as err:
             raise ValueError(f"{v.name}: {err}") from None
     models = _check_custom_models(specs, nuts, allow_code)
+    interactive = _interactive()
+    if progress is None:
+        progress = _print_line if interactive else False
     say = progress or (lambda _msg: None)
+    if progress_bar is None:
+        progress_bar = interactive
     result = ComparisonResult(table=pd.DataFrame(), criterion=criterion)
     rows = []
     for i, v in enumerate(variants, 1):
