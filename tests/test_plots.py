@@ -136,7 +136,7 @@ def test_density_1d(one_d, tmp_path):
     lines = ax.get_lines()
     assert len(lines) == 2 + 2  # posterior mean, EM density, two EM components
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "EM density" in labels and "posterior mean" in labels
+    assert "EM density" in labels and "posterior mean density" in labels
     assert any(label.startswith("posterior 94% band") for label in labels)
     p = em.params.to_numpy()
     (em_line,) = lines_labelled(ax, "EM density")
@@ -145,7 +145,7 @@ def test_density_1d(one_d, tmp_path):
         y, mixture_pdf(x, p["weights"], p["means"][:, 0], p["covariances"][:, 0, 0]), rtol=1e-8
     )
     assert same_color(em_line.get_color(), "black")
-    (mean_line,) = lines_labelled(ax, "posterior mean")
+    (mean_line,) = lines_labelled(ax, "posterior mean density")
     assert np.trapezoid(mean_line.get_ydata(), mean_line.get_xdata()) == pytest.approx(1, abs=0.01)
     band = ax.collections[0]
     vertices = band.get_paths()[0].vertices
@@ -180,11 +180,11 @@ def test_density_1d_marginal_of_3d_data(three_d, tmp_path):
 def test_density_1d_of_either_estimate_alone(one_d):
     X, em, post = one_d
     ax = plots.plot_density_1d(X, post=post, n_draws=40, feature_names=["speed"])
-    assert not lines_labelled(ax, "EM density") and lines_labelled(ax, "posterior mean")
+    assert not lines_labelled(ax, "EM density") and lines_labelled(ax, "posterior mean density")
     assert "posterior components (colours)" in [t.get_text() for t in ax.get_legend().get_texts()]
     assert ax.get_xlabel() == "speed" and ax.get_title() == "Mixture density: posterior"
     ax = plots.plot_density_1d(X, em)
-    assert lines_labelled(ax, "EM density") and not lines_labelled(ax, "posterior mean")
+    assert lines_labelled(ax, "EM density") and not lines_labelled(ax, "posterior mean density")
     assert not ax.collections  # no band without a posterior
     with pytest.raises(TypeError, match="needs an estimate"):
         plots.plot_density_1d(X)
@@ -344,6 +344,7 @@ def test_parameters_standardized_from_table(one_d, tmp_path):
         "sd 0 (feature 0)",
         "sd 1 (feature 0)",
     ]
+    assert ax.get_legend() is not None  # on the axis, where a user moves it
     save(ax, "parameters_standardized", tmp_path)
 
 

@@ -116,7 +116,9 @@ def plot_density_1d(
             linewidth=0,
             label=f"posterior {band_prob:.0%} band ({dens.shape[0]} draws)",
         )
-        ax.plot(grid, dens.mean(axis=0), color=POSTERIOR_COLOUR, lw=2.2, label="posterior mean")
+        ax.plot(
+            grid, dens.mean(axis=0), color=POSTERIOR_COLOUR, lw=2.2, label="posterior mean density"
+        )
     if em_p is not None:
         em_dens = _density(_marginal(em_p, [f]), grid[:, None])
         ax.plot(grid, em_dens, color=EM_COLOUR, lw=1.4, label="EM density")

@@ -155,10 +155,10 @@ def _legend_handles(hdi_prob):
             ms=4,
             label=f"posterior mean, {hdi_prob:.0%} HDI",
         ),
+        Line2D([], [], ls="none", marker="D", mfc="none", mec=EM_COLOUR, label="EM inside HDI"),
         Line2D(
-            [], [], ls="none", marker="D", mfc="none", mec=EM_COLOUR, label="EM inside the HDI"
+            [], [], ls="none", marker="D", mfc=EM_COLOUR, mec=EM_COLOUR, label="EM outside HDI"
         ),
-        Line2D([], [], ls="none", marker="D", mfc=EM_COLOUR, mec=EM_COLOUR, label="EM outside"),
     ]
 
 
@@ -175,8 +175,7 @@ def _values(rows, standardize: bool) -> np.ndarray:
 def _parameters_one_axis(rows, ax, hdi_prob, standardize, names):
     n = len(rows)
     y = np.arange(n)[::-1]  # first row on top
-    own_figure = ax is None
-    ax = _axes(ax, figsize=(7.2, 1.8 + 0.26 * n))
+    ax = _axes(ax, figsize=(8.0, 1.6 + 0.26 * n))
     n_out = _forest(ax, rows, y, _values(rows, standardize), hdi_prob)
     group = rows.parameter.astype(str).to_numpy()
     for i in np.flatnonzero(group[1:] != group[:-1]):  # separators between kinds
@@ -190,13 +189,20 @@ def _parameters_one_axis(rows, ax, hdi_prob, standardize, names):
     ax.set_yticks(y, labels)
     for tick, k in zip(ax.get_yticklabels(), rows.component, strict=True):
         tick.set_color(_colour(int(k)))
-    ax.set_ylim(-0.7, n - 0.3)
+    ax.set_ylim(-0.7, n + 0.6)
     ax.set_xlabel("(value - posterior mean) / posterior sd" if standardize else "value")
     ax.set_title(
         f"Posterior {hdi_prob:.0%} HDIs and EM values ({n_out} of {n} EM outside)",
         fontsize="medium",
     )
-    _legend(ax, _legend_handles(hdi_prob), own_figure)
+    # on the axis, in a strip kept free above the rows: ax.get_legend() finds it
+    ax.legend(
+        handles=_legend_handles(hdi_prob),
+        frameon=False,
+        fontsize="small",
+        loc="upper center",
+        ncols=3,
+    )
     return ax
 
 
