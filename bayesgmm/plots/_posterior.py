@@ -1,66 +1,111 @@
-"""Posterior summaries: a forest of parameter intervals, membership uncertainty."""
+"""Posterior summaries: parameter intervals per group, membership (un)certainty."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from bayesgmm._core._precision import x64
-from bayesgmm.bayes._posterior import Posterior
-from bayesgmm.diagnostics._checks import check_posterior, point_params
+from bayesgmm.diagnostics._checks import point_params
 from bayesgmm.diagnostics._em_vs_posterior import em_vs_posterior
 from bayesgmm.diagnostics._membership import posterior_membership
 from bayesgmm.plots._common import (
+    EM_COLOUR,
     _axes,
     _check_features,
     _colour,
     _data,
-    _feature_label,
+    _estimates,
+    _feature_names,
     _labelled,
+    _shape,
     _to_rgba,
+    estimates_first,
 )
 
 
+def _group_title(parameter: str, index: str, names: list[str]) -> str:
+    """``"mean (waiting)"``, ``"variance (eruptions)"``, ``"covariance (a, b)"``..."""
+    if not index:
+        return parameter
+    idx = [int(i) for i in index.split(",")]
+    if parameter == "covariance" and idx[0] == idx[1]:
+        return f"variance ({names[idx[0]]})"
+    return f"{parameter} ({', '.join(names[i] for i in idx)})"
+
+
+def _entry_label(parameter: str, k: int, index: str, names: list[str]) -> str:
+    """``"weight 0"``, ``"mean 1 (waiting)"``, ``"covariance 0 (eruptions, waiting)"``..."""
+    head, sep, tail = _group_title(parameter, index, names).partition(" (")
+    return f"{head} {k}{sep}{tail}"
+
+
+def _legend(fig_or_ax, handles, own_figure: bool):
+    """The legend below the panels in a figure of our own, else inside the (first) axis."""
+    if own_figure:
+        fig_or_ax.figure.legend(
+            handles=handles, loc="outside lower center", ncols=len(handles), frameon=False
+        )
+    else:
+        fig_or_ax.legend(handles=handles, frameon=False, fontsize="small")
+
+
 # --------------------------------------------------------------- parameters ---
+@estimates_first(data=False)
 def plot_parameters(
-    em,
-    post: Posterior | None = None,
+    em=None,
+    post=None,
     *,
     ax=None,
+    axes=None,
     hdi_prob: float = 0.94,
     parameters=("weight", "mean", "covariance"),
-    standardize: bool = False,
+    standardize: bool | None = None,
+    feature_names=None,
     table=None,
     relabel: bool = True,
 ):
-    """Forest of posterior HDIs per parameter entry, with the EM value marked.
+    """Posterior HDIs per parameter entry, with the EM value marked.
 
     Built from :func:`bayesgmm.em_vs_posterior` (pass ``table`` to reuse one).
-    Each row: the HDI as a line, the posterior mean as a dot in the
-    component's colour, the EM value as a diamond, black when inside the HDI
-    and red when outside.
+    Each entry: the HDI as a line and the posterior mean as a dot in the
+    component's colour, the EM value as a black diamond, hollow when inside
+    the HDI and filled when outside.
+
+    By default every group of entries on one scale gets its own panel: the
+    weights, the means of each feature, each covariance entry (variance of a
+    feature, covariance of a pair), each sd and correlation, with one row per
+    component. With ``standardize=True``, or when one ``ax`` is given, all
+    entries share one axis as ``(value - posterior mean) / posterior sd``
+    (``standardize=False`` with an ``ax``: raw values on one axis).
 
     Parameters
     ----------
     em : EMResult or GMMParams
     post : Posterior, optional if ``table`` is given
     ax : matplotlib Axes, optional
+        Draw all entries on this one axis (standardised unless
+        ``standardize=False``).
+    axes : array of matplotlib Axes, optional
+        One per panel (row-major; extra ones are hidden).
     hdi_prob : float
     parameters : sequence of str
         Which kinds of entry: among ``"weight"``, ``"mean"``, ``"covariance"``,
         ``"sd"``, ``"correlation"``.
-    standardize : bool
-        Plot ``(value - posterior mean) / posterior sd`` so that entries on very
-        different scales share one axis (the EM diamond is then at ``z``).
+    standardize : bool, optional
+        One axis of standardised values (True), panels (None, the default,
+        without ``ax``).
+    feature_names : sequence of str, optional
+        Names of the features in the panel titles (default ``feature d``).
     table : pandas.DataFrame, optional
         Output of ``em_vs_posterior(em, post)``.
     relabel : bool
 
     Returns
     -------
-    matplotlib Axes
+    ndarray of matplotlib Axes (panels), or matplotlib Axes (one axis)
     """
-    from matplotlib.lines import Line2D
-
+    if em is None:
+        raise TypeError("plot_parameters needs em (the values to mark) and post (or table=).")
     if table is None:
         if post is None:
             raise ValueError("plot_parameters needs post (or table=em_vs_posterior(em, post)).")
@@ -69,18 +114,18 @@ def plot_parameters(
     rows = table[table.parameter.isin(list(parameters))].reset_index(drop=True)
     if rows.empty:
         raise ValueError(f"no entries of kinds {tuple(parameters)!r} in the table.")
-    values = rows[["hdi_low", "hdi_high", "post_mean", "em"]].to_numpy(dtype=np.float64)
-    if standardize:
-        mean = rows.post_mean.to_numpy()[:, None]
-        sd = rows.post_sd.to_numpy()[:, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values = np.where(sd > 0, (values - mean) / sd, 0.0)
+    D = point_params(em).n_features
+    names = _feature_names(feature_names, D)
+    one_axis = bool(standardize) or (ax is not None and axes is None)
+    if one_axis:
+        return _parameters_one_axis(rows, ax, hdi_prob, standardize is not False, names)
+    return _parameters_panels(rows, axes, hdi_prob, names)
+
+
+def _forest(ax, rows, y, values, hdi_prob):
+    """HDI lines, posterior-mean dots and EM diamonds of ``rows`` at heights ``y``."""
     low, high, mean, em_v = values.T
     inside = rows.inside.to_numpy(dtype=bool)
-    n = len(rows)
-    y = np.arange(n)[::-1]  # first row on top
-
-    ax = _axes(ax, figsize=(6.4, 1.4 + 0.26 * n))
     colours = [_colour(int(k)) for k in rows.component]
     ax.hlines(y, low, high, colors=colours, lw=2.2, zorder=2)
     ax.scatter(mean, y, color=colours, s=22, zorder=3)
@@ -89,22 +134,18 @@ def plot_parameters(
         y,
         marker="D",
         s=30,
-        facecolors="none",
-        edgecolors=np.where(inside, "k", "red").tolist(),
-        linewidths=1.5,
+        facecolors=[EM_COLOUR if not i else "none" for i in inside],
+        edgecolors=EM_COLOUR,
+        linewidths=1.3,
         zorder=4,
     )
-    group = rows.parameter.astype(str).to_numpy()
-    for i in np.flatnonzero(group[1:] != group[:-1]):  # separators between kinds
-        ax.axhline(y[i] - 0.5, color="0.85", lw=0.8, zorder=1)
-    if standardize:
-        ax.axvline(0.0, color="0.6", lw=0.8, ls=":", zorder=1)
-    ax.set_yticks(y, rows.name.tolist())
-    ax.set_ylim(-0.7, n - 0.3)
-    ax.set_xlabel("(value - posterior mean) / posterior sd" if standardize else "value")
-    n_out = int((~inside).sum())
-    ax.set_title(f"Posterior {hdi_prob:.0%} HDIs and EM values ({n_out} of {n} EM outside)")
-    handles = [
+    return int((~inside).sum())
+
+
+def _legend_handles(hdi_prob):
+    from matplotlib.lines import Line2D
+
+    return [
         Line2D(
             [],
             [],
@@ -114,40 +155,137 @@ def plot_parameters(
             ms=4,
             label=f"posterior mean, {hdi_prob:.0%} HDI",
         ),
-        Line2D([], [], ls="none", marker="D", mfc="none", mec="k", label="EM (inside)"),
-        Line2D([], [], ls="none", marker="D", mfc="none", mec="red", label="EM (outside)"),
+        Line2D([], [], ls="none", marker="D", mfc="none", mec=EM_COLOUR, label="EM inside HDI"),
+        Line2D(
+            [], [], ls="none", marker="D", mfc=EM_COLOUR, mec=EM_COLOUR, label="EM outside HDI"
+        ),
     ]
-    ax.legend(handles=handles, frameon=False, fontsize="small", loc="best")
+
+
+def _values(rows, standardize: bool) -> np.ndarray:
+    values = rows[["hdi_low", "hdi_high", "post_mean", "em"]].to_numpy(dtype=np.float64)
+    if standardize:
+        mean = rows.post_mean.to_numpy()[:, None]
+        sd = rows.post_sd.to_numpy()[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.where(sd > 0, (values - mean) / sd, 0.0)
+    return values
+
+
+def _parameters_one_axis(rows, ax, hdi_prob, standardize, names):
+    n = len(rows)
+    y = np.arange(n)[::-1]  # first row on top
+    ax = _axes(ax, figsize=(8.0, 1.6 + 0.26 * n))
+    n_out = _forest(ax, rows, y, _values(rows, standardize), hdi_prob)
+    group = rows.parameter.astype(str).to_numpy()
+    for i in np.flatnonzero(group[1:] != group[:-1]):  # separators between kinds
+        ax.axhline(y[i] - 0.5, color="0.85", lw=0.8, zorder=1)
+    if standardize:
+        ax.axvline(0.0, color="0.6", lw=0.8, ls=":", zorder=1)
+    labels = [
+        _entry_label(str(p), int(k), i, names)
+        for p, k, i in zip(rows.parameter, rows.component, rows["index"], strict=True)
+    ]
+    ax.set_yticks(y, labels)
+    for tick, k in zip(ax.get_yticklabels(), rows.component, strict=True):
+        tick.set_color(_colour(int(k)))
+    ax.set_ylim(-0.7, n + 0.6)
+    ax.set_xlabel("(value - posterior mean) / posterior sd" if standardize else "value")
+    ax.set_title(
+        f"Posterior {hdi_prob:.0%} HDIs and EM values ({n_out} of {n} EM outside)",
+        fontsize="medium",
+    )
+    # on the axis, in a strip kept free above the rows: ax.get_legend() finds it
+    ax.legend(
+        handles=_legend_handles(hdi_prob),
+        frameon=False,
+        fontsize="small",
+        loc="upper center",
+        ncols=3,
+    )
     return ax
 
 
+def _parameters_panels(rows, axes, hdi_prob, names):
+    import matplotlib.pyplot as plt
+
+    keys = list(dict.fromkeys(zip(rows.parameter.astype(str), rows["index"], strict=True)))
+    n_panels = len(keys)
+    n_cols = min(3, n_panels)
+    n_rows = -(-n_panels // n_cols)
+    K = int(rows.component.max()) + 1
+    own_figure = axes is None
+    if own_figure:
+        _, axes = plt.subplots(
+            n_rows,
+            n_cols,
+            figsize=(3.4 * n_cols, (0.9 + 0.32 * K) * n_rows + 0.9),
+            squeeze=False,
+            layout="constrained",
+        )
+    axes = np.asarray(axes, dtype=object)
+    flat = axes.ravel()
+    if flat.size < n_panels:
+        raise ValueError(f"axes must hold {n_panels} panels; got {flat.size}.")
+    n_out = 0
+    for ax, (parameter, index) in zip(flat, keys, strict=False):
+        sel = rows[(rows.parameter.astype(str) == parameter) & (rows["index"] == index)]
+        y = -sel.component.to_numpy()  # component 0 on top
+        n_out += _forest(ax, sel, y, _values(sel, False), hdi_prob)
+        ax.set_yticks(y, [f"{k}" for k in sel.component])
+        for tick, k in zip(ax.get_yticklabels(), sel.component, strict=True):
+            tick.set_color(_colour(int(k)))
+        ax.set_ylim(y.min() - 0.6, y.max() + 0.6)
+        ax.set_title(_group_title(parameter, index, names), fontsize="medium")
+        ax.tick_params(labelsize="small")
+        ax.grid(axis="x", color="0.92", lw=0.8)
+        ax.set_axisbelow(True)
+    for ax in flat[n_panels:]:
+        ax.set_visible(False)
+    for ax in flat[:n_panels:n_cols]:
+        ax.set_ylabel("component")
+    fig = flat[0].figure
+    fig.suptitle(
+        f"Posterior {hdi_prob:.0%} HDIs and EM values ({n_out} of {len(rows)} EM outside)",
+        fontsize="medium",
+    )
+    _legend(flat[0], _legend_handles(hdi_prob), own_figure)
+    return axes
+
+
 # -------------------------------------------------------------- assignments ---
+@estimates_first(data=True)
 @x64
 def plot_assignments(
     X,
-    post: Posterior,
-    *,
     em=None,
+    post=None,
+    *,
     features=(0, 1),
+    feature_names=None,
     ax=None,
     threshold: float = 0.8,
     relabel: bool = True,
 ):
-    """Points coloured by posterior modal cluster, uncertain memberships standing out.
+    """Classification and uncertainty: points coloured by cluster, uncertain ones standing out.
 
-    The membership of each point is its posterior mean membership probability
-    (averaged over all relabelled draws); its cluster is the argmax. Points are
-    the more opaque and the larger the less certain they are, and points with
-    largest membership below ``threshold`` get a black edge. For 1-D data
-    (or ``features=(i,)``) the y axis is the largest membership probability.
+    With ``post``, the membership of each point is its posterior mean
+    membership probability (averaged over all relabelled draws, labelled as
+    EM's components when ``em`` is given); with ``em`` only, EM's
+    responsibilities (mclust's classification and uncertainty plots in one).
+    Its cluster is the argmax. Points are the more opaque and the larger the
+    less certain they are, and points with largest membership below
+    ``threshold`` get a black edge. For 1-D data (or ``features=(i,)``) the
+    y axis is the largest membership probability.
 
     Parameters
     ----------
     X : array-like of shape (N, D)
-    post : Posterior
     em : EMResult or GMMParams, optional
-        When given, clusters are labelled (and coloured) as EM's components.
+    post : Posterior, optional
+        At least one of ``em`` and ``post``.
     features : (int, int) or (int,)
+    feature_names : sequence of str, optional
     ax : matplotlib Axes, optional
     threshold : float
     relabel : bool
@@ -158,20 +296,24 @@ def plot_assignments(
     """
     from matplotlib.lines import Line2D
 
-    post = check_posterior(post)
-    em_p = None if em is None else point_params(em)
-    _, post = _labelled(post, em_p, relabel)
-    D, K = post.n_features, post.n_components
+    em_p, post = _estimates(em, post, "plot_assignments")
+    K, D = _shape(em_p, post)
     feats = (0,) if D == 1 else _check_features(features, D, len(np.atleast_1d(features)))
+    names = _feature_names(feature_names, D, X)
     data = _data(X, D)
-    resp = posterior_membership(post.params, data)
+    if post is not None:
+        _, post = _labelled(post, em_p, relabel)
+        resp = posterior_membership(post.params, data)
+        who = "Posterior"
+    else:
+        resp = np.asarray(em_p.responsibilities(data), dtype=np.float64)
+        who = "EM"
     labels = resp.argmax(axis=1)
     top = resp.max(axis=1)
     u = np.clip((1 - top) / (1 - 1 / K), 0, 1) if K > 1 else np.zeros_like(top)
     uncertain = top < threshold
     order = np.argsort(u, kind="stable")  # uncertain points drawn last, on top
-    colours = np.array([_colour(k) for k in labels], dtype=object)
-    rgba = np.array([_to_rgba(c) for c in colours])
+    rgba = np.array([_to_rgba(_colour(k)) for k in labels])
     rgba[:, 3] = 0.3 + 0.7 * u
 
     ax = _axes(ax)
@@ -185,13 +327,13 @@ def plot_assignments(
         edgecolors=np.where(uncertain, "k", "none")[order].tolist(),
         linewidths=0.8,
     )
-    ax.set_xlabel(_feature_label(feats[0], D))
+    ax.set_xlabel(names[feats[0]])
     if len(feats) == 1:
         ax.axhline(threshold, color="0.5", lw=0.8, ls=":")
-        ax.set_ylabel("largest posterior membership probability")
+        ax.set_ylabel(f"largest {who.lower()} membership probability")
     else:
-        ax.set_ylabel(_feature_label(feats[1], D))
-    ax.set_title("Posterior cluster assignments (size, opacity: uncertainty)")
+        ax.set_ylabel(names[feats[1]])
+    ax.set_title(f"{who} cluster assignments (size, opacity: uncertainty)")
     counts = np.bincount(labels, minlength=K)
     handles = [
         Line2D([], [], ls="none", marker="o", color=_colour(k), label=f"cluster {k} ({counts[k]})")
