@@ -61,6 +61,7 @@ PUBLIC_API = {
     "sample_posterior",
     "save",
     "selection",
+    "set_compilation_cache",
     "to_inference_data",
 }
 

@@ -367,6 +367,7 @@ def sample_posterior(
     )
 
 
+@x64
 def sample_validated(
     data: np.ndarray,
     w: np.ndarray,

@@ -331,6 +331,7 @@ def check_em_settings(
     }
 
 
+@x64
 def fit_validated(
     data: np.ndarray,
     w: np.ndarray,

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 import pandas as pd
 
+from bayesgmm._core._precision import x64
 from bayesgmm._core._validation import (
     check_data,
     check_sample_weight,
@@ -190,6 +191,7 @@ def _check_custom_models(specs, nuts: bool, allow_code: bool) -> dict[str, Calla
     return {s.name: _load_custom_model(s) for s in running}
 
 
+@x64
 def compare_models(
     X,
     specs: Sequence[ModelSpec | str] | ModelSpec | str,
