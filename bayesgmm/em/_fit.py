@@ -218,8 +218,8 @@ def fit_em(
         How to start (see :func:`bayesgmm.em._init.initial_responsibilities`), or
         parameters to start from (then ``n_init`` is 1).
     n_init : int
-        Number of restarts, run together (vectorised); the best final log
-        likelihood (log posterior under MAP-EM) wins.
+        Number of restarts, run one after another in one compiled program; the
+        best final log likelihood (log posterior under MAP-EM) wins.
     tol : float
         Stop when the mean log-likelihood (log posterior) per sample changes by
         less than ``tol`` between iterations.
