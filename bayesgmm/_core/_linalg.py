@@ -1,14 +1,25 @@
 """Private linear algebra: Cholesky once, triangular solves, no ``inv`` or ``det``.
 
 All functions act on the trailing two axes and broadcast over leading ones.
+
+Every LAPACK kernel (Cholesky, triangular solve) is handed one matrix at a
+time (:func:`_one_matrix_at_a_time`). jaxlib 0.10's CPU LAPACK kernels split a
+batch of matrices into chunks, schedule them on XLA's intra-op thread pool and
+block the pool thread they run on until the chunks are done. That thread pool
+has one thread per core: on a two-core machine two batched kernels in flight at
+once (EM's E-step and the log prior of MAP-EM both solve against the
+covariances) left no thread to run the chunks, and ``bayesgmm em --map`` hung
+for good, every thread waiting on a futex. A kernel given a single matrix runs
+it inline and waits for nothing.
 """
 
 from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
+from jax.scipy.linalg import solve_triangular as _solve_triangular
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -20,7 +31,7 @@ def cholesky(cov):
     ----------
     cov : array of shape (..., D, D)
     """
-    return jnp.linalg.cholesky(cov)
+    return _one_matrix_at_a_time(jnp.linalg.cholesky, cov)
 
 
 def logdet_from_cholesky(chol):
@@ -53,8 +64,8 @@ def precision_cholesky(chol):
     -------
     array of shape (..., D, D)
     """
-    eye = jnp.broadcast_to(jnp.eye(chol.shape[-1], dtype=chol.dtype), chol.shape)
-    return jnp.swapaxes(solve_triangular(chol, eye, lower=True), -1, -2)
+    eye = jnp.eye(chol.shape[-1], dtype=chol.dtype)
+    return jnp.swapaxes(solve_triangular(chol, eye), -1, -2)
 
 
 def trace_solve(chol, mat):
@@ -67,8 +78,8 @@ def trace_solve(chol, mat):
     mat : array of shape (..., D, D)
         Symmetric matrix.
     """
-    half = solve_triangular(chol, mat, lower=True)  # L^{-1} M
-    full = solve_triangular(chol, jnp.swapaxes(half, -1, -2), lower=True)  # L^{-1} M L^{-T}
+    half = solve_triangular(chol, mat)  # L^{-1} M
+    full = solve_triangular(chol, jnp.swapaxes(half, -1, -2))  # L^{-1} M L^{-T}
     return jnp.trace(full, axis1=-2, axis2=-1)
 
 
@@ -81,8 +92,40 @@ def mahalanobis_sq(chol, diff):
         Lower Cholesky factor of ``cov``.
     diff : array of shape (..., D)
     """
-    z = solve_triangular(chol, diff[..., None], lower=True)[..., 0]
+    z = solve_triangular(chol, diff[..., None])[..., 0]
     return jnp.sum(z * z, axis=-1)
+
+
+def solve_triangular(chol, b):
+    """``L^{-1} b`` for lower-triangular ``chol`` (..., D, D) and ``b`` (..., D, M)."""
+    return _one_matrix_at_a_time(lambda c, m: _solve_triangular(c, m, lower=True), chol, b)
+
+
+def _one_matrix_at_a_time(fn, *args):
+    """``fn`` of single matrices, applied over the broadcast leading axes of ``args``.
+
+    The matrices go to ``fn`` one after another (``lax.map``), so each LAPACK
+    kernel sees a batch of one and never waits on the thread pool (see the
+    module docstring). Arguments without leading axes are shared by all. Under
+    ``jax.vmap`` the kernels still get the mapped axis as their batch.
+    """
+    batch = jnp.broadcast_shapes(*(a.shape[:-2] for a in args))
+    n = math.prod(batch)
+    if n <= 1:
+        return fn(*(jnp.broadcast_to(a, batch + a.shape[-2:]) for a in args))
+    shared = [not a.shape[:-2] for a in args]
+    stacked = tuple(
+        jnp.broadcast_to(a, batch + a.shape[-2:]).reshape(n, *a.shape[-2:])
+        for a, s in zip(args, shared, strict=True)
+        if not s
+    )
+
+    def one(mats):
+        mats = iter(mats)
+        return fn(*(a if s else next(mats) for a, s in zip(args, shared, strict=True)))
+
+    out = jax.lax.map(one, stacked)
+    return out.reshape(batch + out.shape[1:])
 
 
 def symmetrize(mat):

@@ -3,7 +3,7 @@
 - :func:`fit_em` and :class:`EMResult` (``_fit``): validation, the
   standardising map, restarts, the result object.
 - ``_core``: the pure functional EM (``e_step``, ``m_step``, ``run_em`` in a
-  ``lax.while_loop``, restarts under ``vmap``). The M-step of each covariance
+  ``lax.while_loop``, restarts one after another under ``lax.map``). The M-step of each covariance
   structure is an entry of :mod:`bayesgmm.covariance`'s registry.
 - ``_init``: k-means++, k-means and random initial responsibilities.
 - :class:`GaussianMixture` (``_estimator``): the scikit-learn estimator.

@@ -3,7 +3,8 @@
 Nothing here validates or converts; :mod:`bayesgmm.em` is the shell that does.
 Data arrive in blocks, ``X`` of shape (n_blocks, B, D) and ``w`` of shape
 (n_blocks, B) (padding rows carry weight 0), so that no intermediate is larger
-than ``B x K x D``. Restarts are vectorised with ``jax.vmap`` over keys.
+than ``B x K x D``. Restarts run one after another (``lax.map`` over keys) in
+one compiled program.
 """
 
 from __future__ import annotations
@@ -283,7 +284,13 @@ def fit_restarts(
     max_iter,
     n_used=None,
 ) -> FitOutput:
-    """Run EM from every key in ``keys`` (vectorised); ``params0`` overrides the init.
+    """Run EM from every key in ``keys``, one after another; ``params0`` overrides the init.
+
+    ``lax.map``, not ``jax.vmap``: under ``vmap`` every Cholesky factorisation and
+    triangular solve would reach LAPACK as a batch over the restarts, which jaxlib
+    0.10 splits over XLA's thread pool and can deadlock (see :mod:`bayesgmm._core._linalg`).
+    Each restart also stops at its own convergence instead of running in step
+    with the slowest.
 
     ``n_used`` (a traced integer, or None for all) is how many of the blocks of
     ``X`` hold data; the rest are zero-weight padding of the shape class.
@@ -317,11 +324,10 @@ def fit_restarts(
         return finish(state, X, w, structure=structure, prior=prior, n_used=n_used)
 
     if keys.shape[0] == 1:
-        # A single restart runs unbatched: vmap over a batch of one would turn the
-        # E-step and M-step products into batched contractions that XLA lowers to
-        # slower kernels. The result gets the same leading restart axis.
+        # A single restart runs without the loop around it; the result gets the
+        # same leading restart axis.
         return jax.tree.map(lambda leaf: leaf[None], one(keys[0]))
-    return jax.vmap(one)(keys)
+    return jax.lax.map(one, keys)
 
 
 fit_restarts_jit = jax.jit(

@@ -63,7 +63,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Most EM iterations; a :class:`~bayesgmm.ConvergenceWarning` is raised
         when they are used up.
     n_init : int, default=1
-        Restarts, run together (vectorised); the best final objective wins.
+        Restarts, run one after another in one program; the best final objective wins.
         Ignored (one start) when any of the ``*_init`` arguments is given.
     init_params : {"kmeans++", "kmeans", "random", "random_from_data"}, default="kmeans++"
         How initial responsibilities are drawn (see :func:`~bayesgmm.fit_em`).

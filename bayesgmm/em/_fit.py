@@ -12,6 +12,7 @@ from bayesgmm._core import _warnings
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._blocks import em_block_layout
 from bayesgmm._core._precision import resolve_dtype, x64
+from bayesgmm._core._threads import single_threaded_blas
 from bayesgmm._core._validation import (
     ColumnStats,
     check_fit_inputs,
@@ -219,8 +220,8 @@ def fit_em(
         How to start (see :func:`bayesgmm.em._init.initial_responsibilities`), or
         parameters to start from (then ``n_init`` is 1).
     n_init : int
-        Number of restarts, run together (vectorised); the best final log
-        likelihood (log posterior under MAP-EM) wins.
+        Number of restarts, run one after another in one compiled program; the
+        best final log likelihood (log posterior under MAP-EM) wins.
     tol : float
         Stop when the mean log-likelihood (log posterior) per sample changes by
         less than ``tol`` between iterations.
@@ -355,36 +356,41 @@ def fit_validated(
     ``GMMParams`` of the right shape, ``key`` a JAX key. The engines that start
     from EM (:func:`bayesgmm.sample_posterior`, :func:`bayesgmm.find_map`,
     :func:`bayesgmm.compare_models`) call this after validating once.
+
+    BLAS and LAPACK run one thread per call meanwhile
+    (:func:`bayesgmm._core._threads.single_threaded_blas`): the compiled EM
+    program's Cholesky factorisations and triangular solves run side by side.
     """
-    N, D = data.shape
-    dt = data.dtype
-    params0 = init if isinstance(init, GMMParams) else None
-    if params0 is not None:
-        n_init = 1
-    if stats is None:
-        stats = column_stats(data, w)
-    std = Standardizer.from_stats(stats)
-    n_blocks, n_used, B = em_block_layout(N, K, D, block_size)
-    pad = n_blocks * B - N
-    Xs = std.blocks(data, n_blocks, B)
-    del data  # the caller's array, or check_fit_inputs' conversion of it
-    w_fit, w_scale = _weights_for_fit(w, prior)
-    ws = np.concatenate([w_fit, np.zeros(pad, dt)]).reshape(n_blocks, B)
-    out = _em_core.fit_restarts_jit(
-        jax.random.split(key, n_init),
-        Xs,
-        jax.device_put(ws),
-        None if params0 is None else std.params_in(params0),
-        n_components=K,
-        method="given" if params0 is not None else init,
-        structure=structure,
-        prior=std.prior_in(prior),
-        reg_covar=np.asarray(reg_covar / std.scale**2, dt),
-        tol=np.asarray(tol, dt),
-        max_iter=max_iter,
-        n_used=np.asarray(n_used, np.int32),
-    )
-    return _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale)
+    with single_threaded_blas():
+        N, D = data.shape
+        dt = data.dtype
+        params0 = init if isinstance(init, GMMParams) else None
+        if params0 is not None:
+            n_init = 1
+        if stats is None:
+            stats = column_stats(data, w)
+        std = Standardizer.from_stats(stats)
+        n_blocks, n_used, B = em_block_layout(N, K, D, block_size)
+        pad = n_blocks * B - N
+        Xs = std.blocks(data, n_blocks, B)
+        del data  # the caller's array, or check_fit_inputs' conversion of it
+        w_fit, w_scale = _weights_for_fit(w, prior)
+        ws = np.concatenate([w_fit, np.zeros(pad, dt)]).reshape(n_blocks, B)
+        out = _em_core.fit_restarts_jit(
+            jax.random.split(key, n_init),
+            Xs,
+            jax.device_put(ws),
+            None if params0 is None else std.params_in(params0),
+            n_components=K,
+            method="given" if params0 is not None else init,
+            structure=structure,
+            prior=std.prior_in(prior),
+            reg_covar=np.asarray(reg_covar / std.scale**2, dt),
+            tol=np.asarray(tol, dt),
+            max_iter=max_iter,
+            n_used=np.asarray(n_used, np.int32),
+        )
+        return _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale)
 
 
 def _weights_for_fit(w: np.ndarray, prior: Prior | None) -> tuple[np.ndarray, float]:
