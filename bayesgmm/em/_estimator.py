@@ -170,7 +170,9 @@ default="kmeans++"
         ``(log-likelihood + log prior) / n_samples``. Unlike scikit-learn,
         whose value belongs to the parameters before the last M-step, it is
         evaluated at the returned parameters (also with ``max_iter=0``, where
-        scikit-learn reports ``-inf``).
+        scikit-learn reports ``-inf``), by the same computation as
+        :meth:`score`: for a maximum-likelihood fit it equals
+        ``score(X, sample_weight=sample_weight)`` on the training data exactly.
     lower_bounds_ : list of float
         The same quantity after each iteration of the returned fit (length
         ``n_iter_``, last entry ``lower_bound_``).
@@ -288,7 +290,7 @@ default="kmeans++"
             if str(err).startswith("EM broke down"):
                 raise ValueError(f"{_SK_ILL_DEFINED} bayesgmm: {err}") from err
             raise
-        self._store(result)
+        self._store(result, X, sample_weight)
         if not self.converged_ and max_iter > 0:
             warn(_not_converged_message(result, max_iter, self.tol), ConvergenceWarning)
         if self.verbose:
@@ -407,7 +409,11 @@ default="kmeans++"
                 )
             except ValueError:  # the first start broke down alone; another restart did not
                 return result
-        if _objective(first) <= _objective(result):
+        # Compared as lower_bound_ and score() compute them, so that neither can
+        # end below the first start's.
+        if _mean_objective(first, X, settings["sample_weight"]) <= _mean_objective(
+            result, X, settings["sample_weight"]
+        ):
             return result
         objectives = result.restart_objectives.copy()
         objectives[0] = _objective(first)
@@ -434,13 +440,12 @@ default="kmeans++"
             return dataclasses.replace(result, converged=True)
         return _fit_em(X, K, init=start, max_iter=max_iter, **settings)
 
-    def _store(self, result):
+    def _store(self, result, X, sample_weight):
         self.result_ = result
         self._set_params_attributes(result.params)
         self.converged_ = bool(result.converged)
         self.n_iter_ = int(result.n_iter)
-        objective = _objective(result)
-        self.lower_bound_ = float(objective / result.n_samples)
+        self.lower_bound_ = _mean_objective(result, X, sample_weight)
         self.lower_bounds_ = [float(v) / result.n_samples for v in _history(result)[1:]]
 
     def _set_params_attributes(self, params):
@@ -713,6 +718,25 @@ def _history(result: EMResult) -> np.ndarray:
 
 def _objective(result: EMResult) -> float:
     return result.log_likelihood if result.log_posterior is None else result.log_posterior
+
+
+def _mean_objective(result: EMResult, X, sample_weight) -> float:
+    """``lower_bound_``: the mean log-likelihood of ``X`` computed as :meth:`score` does.
+
+    Plus ``log prior / n_samples`` under a prior. EM's own total differs from
+    it in the last bits; computing both the same way keeps ``lower_bound_``
+    and ``score(X)`` of a fit equal and comparable across fits.
+    """
+    log_prob = np.asarray(result.params.log_prob(X))
+    if sample_weight is None:
+        mean = float(log_prob.mean())
+    else:
+        w = check_sample_weight(sample_weight, log_prob.shape[0], np.dtype(np.float64))
+        mean = float(np.average(log_prob, weights=w))
+    if result.prior is not None:
+        log_prior = result.prior.log_prob(result.params, result.covariance_type)
+        mean += float(log_prior) / result.n_samples
+    return mean
 
 
 def _last_change(result: EMResult) -> float:
