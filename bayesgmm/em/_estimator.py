@@ -2,39 +2,45 @@
 
 :class:`GaussianMixture` is a stateful shell: it validates input the
 scikit-learn way, translates scikit-learn's conventions (``random_state``,
-``*_init`` arguments, compact covariance shapes) to and from the library's, and
-stores the fitted :class:`~bayesgmm.GMMParams`. All the maths lives in
-:mod:`bayesgmm.em`, :mod:`bayesgmm.density` and the covariance registry.
+``*_init`` arguments, ``warm_start``, ``max_iter=0``, compact covariance
+shapes, its messages) to and from the library's, and stores the fitted
+:class:`~bayesgmm.GMMParams`. All the maths lives in :mod:`bayesgmm.em`,
+:mod:`bayesgmm.density` and the covariance registry.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
+import numbers
+import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from bayesgmm._core import _linalg
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._precision import x64
 from bayesgmm._core._validation import (
     check_n_components,
+    check_positive_int,
     check_sample_weight,
     check_seed,
 )
-from bayesgmm._core._warnings import ConvergenceWarning, DataWarning
+from bayesgmm._core._warnings import ConvergenceWarning, warn
 from bayesgmm._core.params import GMMParams
 from bayesgmm._core.priors import Prior
-from bayesgmm.em._fit import fit_em
+from bayesgmm.em import _estimator_fit as _fit
+from bayesgmm.em._fit import n_parameters
+from bayesgmm.em._init import INIT_METHODS
 
 __all__ = ["GaussianMixture"]
 
 _DTYPES = (np.float64, np.float32)
+
+# scikit-learn's spelling of an initialisation -> the library's name for it.
+_INIT_ALIASES = {"k-means++": "kmeans++"}
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -42,10 +48,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     A thin shell over :func:`bayesgmm.fit_em`: same model, same parameters,
     same results, with scikit-learn's interface (``fit``/``predict``/``score``,
-    pipelines, grid searches, ``clone``, pickling) and its fitted attributes in
-    its shapes. The full-matrix :class:`~bayesgmm.GMMParams` (``params_``) and
-    the :class:`~bayesgmm.EMResult` (``result_``) are kept alongside, so a fit
-    made here can be compared with posterior draws like any other.
+    pipelines, grid searches, ``clone``, pickling, ``warm_start``,
+    ``max_iter=0``, ``verbose``) and its fitted attributes in its shapes.
+    scikit-learn's own ``GaussianMixture`` test module passes against this
+    class (``tests/sklearn_compat``). The full-matrix
+    :class:`~bayesgmm.GMMParams` (``params_``) and the
+    :class:`~bayesgmm.EMResult` (``result_``) are kept alongside, so a fit made
+    here can be compared with posterior draws like any other.
 
     Parameters
     ----------
@@ -60,13 +69,22 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Added to the diagonal of every covariance in the M-step. Default
         ``1e-6`` without a prior and ``0`` with one (see :func:`~bayesgmm.fit_em`).
     max_iter : int, default=100
-        Most EM iterations; a :class:`~bayesgmm.ConvergenceWarning` is raised
-        when they are used up.
+        Most EM iterations; a :class:`~bayesgmm.ConvergenceWarning` (a subclass
+        of scikit-learn's) is raised when they are used up. ``0`` runs no
+        iteration: the fitted parameters are the initialisation EM would start
+        from (the first restart's), as in scikit-learn.
     n_init : int, default=1
-        Restarts, run one after another in one program; the best final objective wins.
-        Ignored (one start) when any of the ``*_init`` arguments is given.
-    init_params : {"kmeans++", "kmeans", "random", "random_from_data"}, default="kmeans++"
-        How initial responsibilities are drawn (see :func:`~bayesgmm.fit_em`).
+        Restarts, run one after another in one program; the best final objective
+        wins. The first restart is the one ``n_init=1`` runs; it is also run
+        alone (a program of another shape can round differently) and taken when
+        it ends higher than the best of the others, so more restarts never end lower
+        (``lower_bound_``, ``score``) than one with the same int ``random_state``.
+        Ignored (one start) when any of the
+        ``*_init`` arguments is given, and by a warm-started fit.
+    init_params : {"kmeans++", "k-means++", "kmeans", "random", "random_from_data"}, \
+default="kmeans++"
+        How initial responsibilities are drawn (see :func:`~bayesgmm.fit_em`);
+        ``"k-means++"`` is scikit-learn's spelling of ``"kmeans++"``.
     weights_init : array-like of shape (n_components,), optional
         Initial weights, non-negative and summing to one.
     means_init : array-like of shape (n_components, n_features), optional
@@ -82,8 +100,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         - with ``means_init``: equal weights, and every component starts with
           the covariance of the whole data set (a one-component fit of the same
           ``covariance_type``), so the first E-step is driven by the given means;
-        - without it: means, and the missing weights or covariances, come from
-          one EM iteration started by ``init_params`` (seeded by ``random_state``).
+        - without it: means, and the missing weights or covariances, are those
+          of the initialisation ``init_params`` gives (seeded by ``random_state``),
+          the parameters ``max_iter=0`` returns.
 
     prior : None, "default" or Prior, default=None
         ``None`` fits by maximum likelihood. A :class:`~bayesgmm.Prior` (built
@@ -94,6 +113,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Seed of the initialisation and of :meth:`sample`. An int (in
         ``[0, 2**63)``) is used as the JAX seed; otherwise an int seed is drawn
         from ``check_random_state(random_state)``.
+    warm_start : bool, default=False
+        When True, a fit after the first continues EM from the fitted
+        parameters (one start, ``n_init`` ignored) with the same ``n_components``
+        and number of features. The convergence test runs on across fits as in
+        scikit-learn: if the previous fit's last iteration changed the mean
+        objective by less than ``tol``, the next fit takes one iteration and
+        reports ``converged_``.
+    verbose : int, default=0
+        1 prints the iterations (every ``verbose_interval``-th) and whether the
+        fit converged, 2 also the lower bound, its change and the time. The
+        whole EM loop runs as one compiled program, so the lines are printed
+        when it returns, and the time is that of the whole fit.
+    verbose_interval : int, default=10
+        Iterations between two printed lines.
     dtype : {None, "float64", "float32"}, optional
         Precision of the fit; float64 unless X is float32 or float32 is asked for.
 
@@ -116,7 +149,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         returned parameters; under a prior (MAP-EM), the mean log posterior
         ``(log-likelihood + log prior) / n_samples``. Unlike scikit-learn,
         whose value belongs to the parameters before the last M-step, it is
-        evaluated at the returned parameters.
+        evaluated at the returned parameters (also with ``max_iter=0``, where
+        scikit-learn reports ``-inf``), by the same computation as
+        :meth:`score`: for a maximum-likelihood fit it equals
+        ``score(X, sample_weight=sample_weight)`` on the training data exactly.
+    lower_bounds_ : list of float
+        The same quantity after each iteration of the returned fit, from EM's
+        own totals (length ``n_iter_``; the last entry is ``lower_bound_`` up
+        to rounding).
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Only when X has string column names (a pandas DataFrame).
@@ -160,6 +200,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         precisions_init=None,
         prior=None,
         random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
         dtype=None,
     ):
         self.n_components = n_components
@@ -174,6 +217,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.precisions_init = precisions_init
         self.prior = prior
         self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
         self.dtype = dtype
 
     # ------------------------------------------------------------------ fit ---
@@ -192,27 +238,61 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self : GaussianMixture
         """
         X = validate_data(self, X, dtype=list(_DTYPES), ensure_min_samples=1)
-        n_samples = X.shape[0]
-        K = check_n_components(self.n_components, n_samples)
-        structure = _cov.get(self.covariance_type)
+        K = check_n_components(self.n_components, X.shape[0])
+        method = self._init_method()
+        max_iter = _fit.check_max_iter(self.max_iter)
+        self._check_verbose()
+        warm = bool(self.warm_start) and hasattr(self, "converged_")
         seed = _seed(self.random_state)
         prior = self._resolve_prior(X, K, sample_weight)
-        init = self._initial_params(X, K, structure.name, sample_weight, seed, prior)
-        result = fit_em(
-            X,
-            K,
-            covariance_type=structure.name,
-            prior=prior,
-            sample_weight=sample_weight,
-            init=init,
-            n_init=self.n_init,
-            tol=self.tol,
-            max_iter=self.max_iter,
-            reg_covar=self.reg_covar,
-            seed=seed,
-            dtype=self.dtype,
-        )
-        self._store(result, structure)
+        settings = self._settings(prior, sample_weight)
+        started = time.perf_counter()
+        inits = (self.weights_init, self.means_init, self.precisions_init)
+        try:
+            if warm:
+                result = _fit.fit_warm(
+                    self.result_,
+                    X,
+                    K,
+                    max_iter=max_iter,
+                    tol=self.tol,
+                    settings=settings,
+                    prepare=lambda: _fit.prepare(X, K, settings, n_init=1, quiet=False),
+                )
+            elif max_iter == 0 or self._has_inits():
+                prep = _fit.prepare(X, K, settings, n_init=self.n_init, quiet=max_iter > 0)
+                start = _fit.with_inits(prep, *inits, lambda: _fit.first_start(prep, method, seed))
+                if max_iter == 0:
+                    result = _fit.evaluate_start(prep, start)
+                else:
+                    result = _fit.fit_em_quiet(X, K, init=start, max_iter=max_iter, **settings)
+            else:
+                result = _fit.fit_restarts(
+                    X,
+                    K,
+                    method=method,
+                    seed=seed,
+                    max_iter=max_iter,
+                    n_init=self.n_init,
+                    settings=settings,
+                )
+        except ValueError as err:
+            if str(err).startswith("EM broke down"):
+                raise ValueError(f"{_fit.SK_ILL_DEFINED} bayesgmm: {err}") from err
+            raise
+        self._store(result, X, sample_weight)
+        if not self.converged_ and max_iter > 0:
+            warn(_fit.not_converged_message(result, max_iter, self.tol), ConvergenceWarning)
+        if self.verbose:
+            _fit.print_report(
+                result,
+                self.lower_bound_,
+                self.lower_bounds_,
+                warm=warm,
+                elapsed=time.perf_counter() - started,
+                verbose=self.verbose,
+                interval=self.verbose_interval,
+            )
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -223,6 +303,39 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         labels : ndarray of shape (n_samples,)
         """
         return self.fit(X, y, sample_weight=sample_weight).predict(X)
+
+    def _init_method(self):
+        method = self.init_params
+        if isinstance(method, str):
+            method = _INIT_ALIASES.get(method, method)
+        if not isinstance(method, str) or method not in INIT_METHODS:
+            raise ValueError(
+                f"init_params must be one of {INIT_METHODS} ('k-means++', scikit-learn's "
+                f"spelling of 'kmeans++', is accepted too); got {self.init_params!r}."
+            )
+        return method
+
+    def _check_verbose(self):
+        verbose = self.verbose
+        if not isinstance(verbose, numbers.Integral) or verbose < 0:
+            raise ValueError(f"verbose must be an integer >= 0 (or a bool); got {verbose!r}.")
+        check_positive_int("verbose_interval", self.verbose_interval)
+
+    def _settings(self, prior, sample_weight):
+        """The keyword arguments of :func:`~bayesgmm.fit_em` every fit passes."""
+        return {
+            "covariance_type": self.covariance_type,
+            "prior": prior,
+            "sample_weight": sample_weight,
+            "tol": self.tol,
+            "reg_covar": self.reg_covar,
+            "dtype": self.dtype,
+        }
+
+    def _has_inits(self):
+        return not (
+            self.weights_init is None and self.means_init is None and self.precisions_init is None
+        )
 
     def _resolve_prior(self, X, K, sample_weight):
         if self.prior is None:
@@ -236,65 +349,96 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             f"time) or a bayesgmm.Prior; got {self.prior!r}."
         )
 
-    def _initial_params(self, X, K, structure, sample_weight, seed, prior):
-        """``init_params`` unchanged, or starting GMMParams built from the ``*_init``."""
-        if self.weights_init is None and self.means_init is None and self.precisions_init is None:
-            return self.init_params
-        D = X.shape[1]
-        weights = None if self.weights_init is None else _check_weights_init(self.weights_init, K)
-        means = None if self.means_init is None else _check_means_init(self.means_init, K, D)
-        covariances = (
-            None
-            if self.precisions_init is None
-            else _covariances_from_precisions(self.precisions_init, structure, K, D)
-        )
-        common = {"sample_weight": sample_weight, "max_iter": 1, "dtype": self.dtype}
-        with warnings.catch_warnings():
-            # The one-off fits below are starting values only; the main fit warns.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.simplefilter("ignore", DataWarning)
-            if means is None:
-                start = fit_em(
-                    X,
-                    K,
-                    covariance_type=structure,
-                    prior=prior,
-                    init=self.init_params,
-                    reg_covar=self.reg_covar,
-                    seed=seed,
-                    **common,
-                ).params.to_numpy()
-                means = start["means"]
-                weights = start["weights"] if weights is None else weights
-                covariances = start["covariances"] if covariances is None else covariances
-            else:
-                weights = np.full(K, 1.0 / K) if weights is None else weights
-                if covariances is None:
-                    whole = fit_em(
-                        X, 1, covariance_type=structure, reg_covar=self.reg_covar or None, **common
-                    ).params.to_numpy()["covariances"]
-                    covariances = np.broadcast_to(whole, (K, D, D))
-        return GMMParams(weights=weights, means=means, covariances=covariances)
-
-    def _store(self, result, structure):
-        params = result.params
-        self.params_ = params
+    def _store(self, result, X, sample_weight):
         self.result_ = result
+        self._set_params_attributes(result.params)
+        self.converged_ = bool(result.converged)
+        self.n_iter_ = int(result.n_iter)
+        self.lower_bound_ = _fit.mean_objective(result, X, sample_weight)
+        self.lower_bounds_ = [float(v) / result.n_samples for v in _fit.history(result)[1:]]
+
+    def _set_params_attributes(self, params):
+        """``params_`` and scikit-learn's fitted attributes in its shapes."""
+        structure = _cov.get(self.covariance_type)
+        self.params_ = params
         self.weights_ = np.array(params.weights)
         self.means_ = np.array(params.means)
-        prec_chol, prec = _inverse_and_factor(params.covariances)
+        prec_chol, prec = _fit.inverse_and_factor(params.covariances)
         self.covariances_ = np.array(structure.to_sklearn(np.asarray(params.covariances)))
         self.precisions_ = np.array(structure.to_sklearn(prec))
         self.precisions_cholesky_ = np.array(structure.to_sklearn(prec_chol))
-        self.converged_ = bool(result.converged)
-        self.n_iter_ = int(result.n_iter)
-        objective = result.log_likelihood if result.log_posterior is None else result.log_posterior
-        self.lower_bound_ = float(objective / result.n_samples)
+
+    # ------------------------------------------- scikit-learn's private hooks ---
+    def _get_parameters(self):
+        return (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
+
+    def _set_parameters(self, params):
+        """Set fitted parameters given as ``(weights, means, covariances, precisions_cholesky)``.
+
+        The hook scikit-learn's mixtures share, with its shapes. As there, the precisions are
+        computed from their Cholesky factors (``P @ P.T``, or squares for diag
+        and spherical); ``params_`` is built from the covariances and
+        validated. The arrays keep their dtype and are copied.
+        """
+        weights, means, covariances, prec_chol = (np.array(a) for a in params)
+        structure = _cov.get(self.covariance_type)
+        K, D = means.shape
+        self.weights_, self.means_ = weights, means
+        self.covariances_, self.precisions_cholesky_ = covariances, prec_chol
+        if structure.name in ("full", "tied"):
+            self.precisions_ = prec_chol @ np.swapaxes(prec_chol, -1, -2)
+        else:
+            self.precisions_ = prec_chol**2
+        # scikit-learn's hook takes any arrays (its own tests pass unnormalised
+        # weights); params_ holds them only when they are a valid mixture.
+        try:
+            self.params_ = GMMParams(
+                weights=weights, means=means, covariances=structure.from_sklearn(covariances, K, D)
+            )
+        except ValueError as err:
+            self.params_ = None
+            self._invalid_params = str(err)
+
+    def _initialize(self, X, resp):
+        """Starting parameters from responsibilities ``resp`` (N, K), set as the fitted ones.
+
+        The hook scikit-learn's mixtures share: one M-step from ``resp`` (with
+        ``reg_covar`` and the prior), then the ``*_init`` arguments in place of
+        their parts, by the same rules as :meth:`fit` (``resp`` stands for the
+        responsibilities ``init_params`` would draw). K is ``resp``'s number of
+        columns, as in scikit-learn.
+        """
+        X = check_array(X, dtype=list(_DTYPES))
+        resp = check_array(resp, dtype=list(_DTYPES))
+        if resp.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"resp must have one row per row of X ({X.shape[0]}); got shape {resp.shape}."
+            )
+        K = resp.shape[1]
+        settings = self._settings(self._resolve_prior(X, K, None), None)
+        prep = _fit.prepare(X, K, settings, n_init=1, quiet=False)
+        params = _fit.with_inits(
+            prep,
+            self.weights_init,
+            self.means_init,
+            self.precisions_init,
+            lambda: _fit.m_step_params(prep, resp, prior=prep.prior, reg_covar=prep.reg_covar),
+        )
+        self._set_params_attributes(params)
 
     # ------------------------------------------------------------- predict ---
     def _check_X(self, X):
-        check_is_fitted(self)
+        self._fitted_params()
         return validate_data(self, X, dtype=list(_DTYPES), reset=False)
+
+    def _fitted_params(self) -> GMMParams:
+        check_is_fitted(self)
+        if self.params_ is None:
+            raise ValueError(
+                "The parameters set by _set_parameters are not a valid mixture "
+                f"({self._invalid_params}); set valid ones or fit the estimator."
+            )
+        return self.params_
 
     def score_samples(self, X):
         """Log density of the fitted mixture at each row of ``X``.
@@ -308,7 +452,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         log_prob : ndarray of shape (n_samples,)
         """
         X = self._check_X(X)
-        return np.asarray(self.params_.log_prob(X))
+        return np.asarray(self._fitted_params().log_prob(X))
 
     def score(self, X, y=None, sample_weight=None):
         """Mean log-likelihood per sample of ``X`` (weighted mean with ``sample_weight``).
@@ -338,7 +482,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             Rows sum to one.
         """
         X = self._check_X(X)
-        return np.asarray(self.params_.responsibilities(X))
+        return np.asarray(self._fitted_params().responsibilities(X))
 
     def predict(self, X):
         """Most probable component of each row of ``X``.
@@ -353,7 +497,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """Draw new data from the fitted mixture.
 
         The JAX key is seeded from ``random_state`` (an int seed gives the
-        same draws on every call, as in scikit-learn).
+        same draws on every call, as in scikit-learn). JAX compiles one
+        program per number of draws, so a bucketed number is drawn (a power of
+        two, or a multiple of 65536 above that) and the first ``n_samples``
+        rows, independent draws, are returned: calls with many different sizes
+        reuse a few programs.
 
         Parameters
         ----------
@@ -365,14 +513,26 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         y : ndarray of shape (n_samples,)
             The component each row was drawn from.
         """
-        check_is_fitted(self)
+        params = self._fitted_params()
+        if (
+            isinstance(n_samples, bool)
+            or not isinstance(n_samples, numbers.Integral)
+            or n_samples < 1
+        ):
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at least "
+                "one sample: n_samples must be an integer >= 1."
+            )
+        n = int(n_samples)
         key = _key(_seed(self.random_state))
-        X, labels = self.params_.sample(key, n_samples)
-        return np.asarray(X), np.asarray(labels, dtype=np.int64)
+        X, labels = params.sample(key, _fit.draw_size(n))
+        return np.asarray(X)[:n], np.asarray(labels, dtype=np.int64)[:n]
 
     # ---------------------------------------------------- model selection ---
     def _n_parameters(self):
-        return self.result_.n_parameters
+        check_is_fitted(self)
+        K, D = self.means_.shape
+        return n_parameters(K, D, _cov.get(self.covariance_type).name)
 
     def bic(self, X):
         """Bayesian information criterion on ``X``: ``-2 log L + p log n``; lower is better.
@@ -425,62 +585,3 @@ def _seed(random_state) -> int:
 @x64
 def _key(seed: int):
     return jax.random.key(seed)
-
-
-@x64
-def _inverse_and_factor(mat):
-    """For SPD ``mat`` (..., D, D): ``U = L^{-T}`` (``mat = L L^T``) and ``mat^{-1} = U U^T``.
-
-    One Cholesky factorisation and one triangular solve; entries are NaN where
-    ``mat`` is not positive definite.
-    """
-    factor = _linalg.precision_cholesky(_linalg.cholesky(jnp.asarray(mat)))
-    inverse = _linalg.symmetrize(factor @ jnp.swapaxes(factor, -1, -2))
-    return np.asarray(factor), np.asarray(inverse)
-
-
-def _as_float_array(name, value, shape):
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must hold real numbers; got dtype {arr.dtype}.")
-    arr = arr.astype(np.float64)
-    if arr.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}; got {arr.shape}.")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values.")
-    return arr
-
-
-def _check_weights_init(weights, K):
-    w = _as_float_array("weights_init", weights, (K,))
-    if (w < 0).any() or abs(w.sum() - 1.0) > 1e-6:
-        raise ValueError(
-            f"weights_init must be non-negative and sum to 1; got {w} (sum {w.sum():.10g}). "
-            "Normalise with w / w.sum()."
-        )
-    return w / w.sum()
-
-
-def _check_means_init(means, K, D):
-    return _as_float_array("means_init", means, (K, D))
-
-
-def _covariances_from_precisions(precisions, structure, K, D):
-    """Full ``(K, D, D)`` covariances from precisions in scikit-learn's shape."""
-    struct = _cov.get(structure)
-    shape = np.shape(struct.to_sklearn(np.broadcast_to(np.eye(D), (K, D, D))))
-    arr = np.asarray(precisions)
-    if arr.shape != shape:
-        raise ValueError(
-            f"precisions_init for covariance_type={structure!r} must have scikit-learn's shape "
-            f"{shape} (K={K}, D={D}); got shape {arr.shape}."
-        )
-    full = struct.from_sklearn(_as_float_array("precisions_init", arr, shape), K, D)
-    if not np.allclose(full, np.swapaxes(full, -1, -2)):
-        raise ValueError("precisions_init must be symmetric; pass (P + P.T) / 2.")
-    _, covariances = _inverse_and_factor(full)
-    if not np.isfinite(covariances).all():
-        raise ValueError(
-            "precisions_init must be positive definite (positive for 'diag' and 'spherical')."
-        )
-    return covariances
