@@ -282,7 +282,7 @@ def _standardized(prep: Prepared, n_components: int, prior):
     data, w = prep.data, prep.w
     N, D = data.shape
     std = Standardizer.from_stats(column_stats(data, w))
-    n_blocks, B = em_block_layout(N, n_components, D)
+    n_blocks, _, B = em_block_layout(N, n_components, D)
     if prior is None:  # the scale of the weights does not change an ML start
         scale = float(w.mean())
         w = w / (scale if np.isfinite(scale) and scale > 0 else float(w.max()))
