@@ -29,7 +29,7 @@ from bayesgmm.em._fit import EMResult, fit_em, n_parameters
 
 __version__ = "0.1.0"
 
-# JAX's persistent compilation cache in ~/.cache/bayesgmm (see bayesgmm._core._cache).
+# JAX's persistent compilation cache where BAYESGMM_CACHE_DIR says (bayesgmm._core._cache).
 _cache.configure()
 
 # name -> module that defines it, imported on first access (NumPyro, ArviZ,

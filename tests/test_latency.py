@@ -171,15 +171,19 @@ def test_a_second_process_reads_the_compiled_programs_from_disk(tmp_path):
     assert any((tmp_path / "cache").iterdir())
 
 
-def test_the_disk_cache_can_be_turned_off(tmp_path):
+def test_the_disk_cache_is_opt_in(tmp_path):
     script = "import jax, bayesgmm; print(jax.config.jax_compilation_cache_dir)"
-    env = {**os.environ, "BAYESGMM_CACHE_DIR": "off", "XDG_CACHE_HOME": str(tmp_path)}
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    env.pop("BAYESGMM_CACHE_DIR", None)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "None"  # off unless asked for
+    env["BAYESGMM_CACHE_DIR"] = "off"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "None"
-    env.pop("BAYESGMM_CACHE_DIR")
+    env["BAYESGMM_CACHE_DIR"] = str(tmp_path / "here")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
-    assert out.stdout.strip() == str(tmp_path / "bayesgmm" / "jax")
+    assert out.stdout.strip() == str(tmp_path / "here")
 
 
 def _maps() -> int:

@@ -1,23 +1,24 @@
-"""JAX's persistent compilation cache, on by default: a second process reuses the first's programs.
+"""JAX's persistent compilation cache, on request: a second process reuses the first's programs.
 
 bayesgmm compiles one program per shape class (EM, NUTS, densities). XLA's
 compilation takes seconds on a small CPU, and JAX can keep the compiled
-programs on disk and load them in the next process instead. On ``import
-bayesgmm`` this module points JAX's cache at a user cache folder
-(``$XDG_CACHE_HOME/bayesgmm/jax``, by default ``~/.cache/bayesgmm/jax``)
-unless the user has already chosen one (JAX's ``jax_compilation_cache_dir``
-setting or ``JAX_COMPILATION_CACHE_DIR``), which is then left alone.
+programs on disk and load them in the next process instead. Ask for it with
+``BAYESGMM_CACHE_DIR=/some/folder`` (read on ``import bayesgmm``) or
+:func:`bayesgmm.set_compilation_cache`; :func:`default_dir` is a good folder
+(``$XDG_CACHE_HOME/bayesgmm/jax``, by default ``~/.cache/bayesgmm/jax``).
+
+It is off by default: with jaxlib 0.10 on CPU, reading an entry of a cache
+folder that other processes were writing at the same time crashed the reading
+process (a segmentation fault inside ``compilation_cache.get_executable_and_time``,
+seen with concurrent test processes sharing one folder). Use one folder per
+concurrently running job. A user's own JAX setting (``jax_compilation_cache_dir``)
+is never changed unless ``BAYESGMM_CACHE_DIR`` is set.
 
 The setting is JAX's, so it is process-wide: programs of other JAX code that
-take longer than 0.1 s to compile are cached there too. Switches:
-
-- ``BAYESGMM_CACHE_DIR=/some/folder``: use that folder;
-- ``BAYESGMM_CACHE_DIR=off`` (or ``0``, ``none``, ``false``, empty): leave JAX's
-  cache as it is (off unless the user turned it on);
-- :func:`bayesgmm.set_compilation_cache` does the same from Python.
-
-Entries are keyed by JAX version, XLA flags and the program, so a stale
-entry is never used; deleting the folder only costs recompilation.
+take longer than 0.1 s to compile are cached there too. Entries are keyed by
+JAX version, XLA flags and the program, so a stale entry is never used;
+deleting the folder only costs recompilation. ``BAYESGMM_CACHE_DIR=off`` (or
+unset) leaves JAX's setting as it is.
 """
 
 from __future__ import annotations
@@ -75,14 +76,12 @@ def set_compilation_cache(path: str | os.PathLike | None) -> Path | None:
 
 
 def configure() -> Path | None:
-    """Turn the cache on at import, as the environment and the user's JAX settings say."""
+    """Turn the cache on at import when ``BAYESGMM_CACHE_DIR`` names a folder."""
     value = os.environ.get(ENV_VAR)
-    if value is not None and value.strip().lower() in _OFF:
-        return None
-    current = jax.config.jax_compilation_cache_dir
-    if value is None and current:
-        return Path(current)  # the user's own choice
+    if value is None or value.strip().lower() in _OFF:
+        current = jax.config.jax_compilation_cache_dir
+        return Path(current) if current else None  # JAX's setting, unchanged
     try:
-        return set_compilation_cache(value or default_dir())
+        return set_compilation_cache(value)
     except OSError:
-        return None  # a read-only home: no disk cache, nothing else changes
+        return None  # an unwritable folder: no disk cache, nothing else changes
