@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import jax
@@ -101,6 +102,28 @@ def test_second_fit_of_a_shape_class_compiles_nothing():
     with compilations() as names:
         bg.fit_em(Y, 4, n_init=2)  # a new K is a new program
     assert any("fit_restarts" in name for name in names)
+
+
+def test_repeated_estimator_calls_compile_nothing():
+    """One-iteration warm-start fits, as scikit-learn's monotonic-likelihood test does.
+
+    Each call once compiled two fresh programs (the matrix-at-a-time ``lax.map``
+    run outside a compiled program on the fitted parameters); 600 such fits held
+    the kernel's whole allowance of memory maps and crashed the process.
+    """
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2)) + 6.0 * rng.integers(0, 2, size=(200, 1))
+    gmm = bg.GaussianMixture(2, warm_start=True, max_iter=1, tol=1e-9, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(2):
+            gmm.fit(X).score(X)
+            gmm.predict_proba(X)
+        with compilations() as names:
+            for _ in range(3):
+                gmm.fit(X).score(X)
+                gmm.predict_proba(X)
+    assert names == [], names
 
 
 def test_second_posterior_of_a_shape_class_compiles_no_sampler():

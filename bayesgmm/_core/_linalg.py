@@ -11,6 +11,13 @@ once (EM's E-step and the log prior of MAP-EM both solve against the
 covariances) left no thread to run the chunks, and ``bayesgmm em --map`` hung
 for good, every thread waiting on a futex. A kernel given a single matrix runs
 it inline and waits for nothing.
+
+:func:`cholesky` and :func:`solve_triangular` are jitted at module level: called
+outside a compiled program (on a fitted model's parameters, say), the
+``lax.map`` inside them would otherwise compile a fresh program on every call,
+and each compiled program keeps memory maps of its own until the process ends
+(scikit-learn's warm-start test, 600 one-iteration fits, reached the kernel's
+``vm.max_map_count`` and crashed).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from jax.scipy.linalg import solve_triangular as _solve_triangular
 LOG_2PI = math.log(2.0 * math.pi)
 
 
+@jax.jit
 def cholesky(cov):
     """Lower Cholesky factor ``L`` with ``cov = L @ L.T``; NaN where not positive definite.
 
@@ -96,6 +104,7 @@ def mahalanobis_sq(chol, diff):
     return jnp.sum(z * z, axis=-1)
 
 
+@jax.jit
 def solve_triangular(chol, b):
     """``L^{-1} b`` for lower-triangular ``chol`` (..., D, D) and ``b`` (..., D, M)."""
     return _one_matrix_at_a_time(lambda c, m: _solve_triangular(c, m, lower=True), chol, b)
