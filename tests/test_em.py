@@ -344,3 +344,34 @@ def test_fit_em_makes_one_host_copy_of_the_data():
             tracemalloc.stop()
     assert peak < 1.5 * X.nbytes, peak / X.nbytes
     np.testing.assert_array_equal(X, before)  # read, never written
+
+
+def test_em_releases_compiled_programs_near_the_map_limit(monkeypatch, rng):
+    """A fit that compiles a new EM program checks the process's memory maps.
+
+    Every compiled program keeps memory maps until ``jax.clear_caches()``; many
+    shape classes in one process (scikit-learn's own test module holds ~27,000)
+    could pass vm.max_map_count, where the next compilation crashes.
+    """
+    from bayesgmm._core import _memory_maps
+
+    used = _memory_maps.map_count()
+    assert used is not None and used > 100  # Linux: /proc/self/maps readable
+    cleared = []
+    real_clear = jax.clear_caches
+    monkeypatch.setattr(jax, "clear_caches", lambda: cleared.append(1) or real_clear())
+    X = rng.normal(size=(90, 3)) + 8.0 * rng.integers(0, 3, size=(90, 1))
+    kw = dict(covariance_type="spherical", n_init=3)
+    first = bg.fit_em(X, 2, **kw)  # compiled, far from the limit
+    assert cleared == []
+    monkeypatch.setattr(_memory_maps, "max_map_count", lambda: used + 10)  # nearly there
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        again = bg.fit_em(X, 2, **kw)  # nothing compiled: nothing to check
+    assert cleared == []
+    with pytest.warns(UserWarning, match="vm.max_map_count") as caught:
+        other = bg.fit_em(X, 3, **kw)  # a new program
+    assert cleared == [1]
+    assert __file__ in {w.filename for w in caught if "max_map_count" in str(w.message)}
+    np.testing.assert_allclose(again.log_likelihood, first.log_likelihood, rtol=1e-12)
+    assert np.isfinite(other.log_likelihood)

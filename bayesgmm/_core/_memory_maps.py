@@ -8,7 +8,9 @@ hold ``vm.max_map_count`` maps (65,530 by default); past that, the next XLA
 compilation crashes the interpreter with a segmentation fault. A notebook or
 script that compares many models would reach it after about 45 calls.
 
-:func:`release_if_near_limit` is called before each NUTS compilation: when
+:func:`release_if_near_limit` is called before each NUTS run and after each
+EM fit that compiled a new program (a new K, D, structure or shape class;
+scikit-learn's own test module, run on our estimator, holds ~27,000): when
 the process holds more than :data:`FRACTION` of its limit it clears JAX's
 caches, with a warning that says why. Results do not change; functions
 compiled earlier compile again on their next call. On systems without
@@ -54,8 +56,9 @@ def release_if_near_limit() -> bool:
     jax.clear_caches()
     warn(
         f"this process held {used:,} memory maps of the {limit:,} the kernel allows "
-        "(vm.max_map_count), mostly JAX's cached compiled programs (each NUTS run adds about "
-        "1,400); past the limit XLA compilation crashes. bayesgmm cleared JAX's caches: "
+        "(vm.max_map_count), mostly JAX's cached compiled programs (a NUTS sampler adds about "
+        "1,400, an EM program tens to hundreds); past the limit XLA compilation crashes. "
+        "bayesgmm cleared JAX's caches: "
         "results are unchanged, functions compiled earlier compile again on their next call. "
         "To keep them, raise the limit (sysctl vm.max_map_count) or run fewer samplers per "
         "process.",

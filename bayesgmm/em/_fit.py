@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
-from bayesgmm._core import _warnings
+from bayesgmm._core import _memory_maps, _warnings
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._blocks import em_block_layout
 from bayesgmm._core._precision import resolve_dtype, x64
@@ -376,6 +376,7 @@ def fit_validated(
         del data  # the caller's array, or check_fit_inputs' conversion of it
         w_fit, w_scale = _weights_for_fit(w, prior)
         ws = np.concatenate([w_fit, np.zeros(pad, dt)]).reshape(n_blocks, B)
+        programs = _em_core.fit_restarts_jit._cache_size()
         out = _em_core.fit_restarts_jit(
             jax.random.split(key, n_init),
             Xs,
@@ -390,6 +391,8 @@ def fit_validated(
             max_iter=max_iter,
             n_used=np.asarray(n_used, np.int32),
         )
+        if _em_core.fit_restarts_jit._cache_size() != programs:  # this fit compiled one
+            _memory_maps.release_if_near_limit()
         return _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale)
 
 
