@@ -194,19 +194,27 @@ def test_a_second_process_reads_the_compiled_programs_from_disk(tmp_path):
     assert any((tmp_path / "cache").iterdir())
 
 
-def test_the_disk_cache_is_opt_in(tmp_path):
+def test_the_disk_cache_is_on_by_default_and_can_be_moved_or_turned_off(tmp_path):
     script = "import jax, bayesgmm; print(jax.config.jax_compilation_cache_dir)"
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     env.pop("BAYESGMM_CACHE_DIR", None)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
-    assert out.stdout.strip() == "None"  # off unless asked for
+
+    def folder():
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert folder() == str(tmp_path / "bayesgmm" / "jax")  # the user's cache folder
     env["BAYESGMM_CACHE_DIR"] = "off"
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
-    assert out.stdout.strip() == "None"
+    assert folder() == "None"
     env["BAYESGMM_CACHE_DIR"] = str(tmp_path / "here")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
-    assert out.stdout.strip() == str(tmp_path / "here")
+    assert folder() == str(tmp_path / "here")
+    env.pop("BAYESGMM_CACHE_DIR")
+    env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "users_own")
+    assert folder() == str(tmp_path / "users_own")  # the user's JAX setting wins
 
 
 def _maps() -> int:

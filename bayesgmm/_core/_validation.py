@@ -174,6 +174,43 @@ def check_fit_inputs(X, n_components, sample_weight, dtype: np.dtype, *, copy: b
     return data, w, K
 
 
+def check_feature_names(feature_names, X, n_features: int) -> tuple[str, ...] | None:
+    """The names of the data's columns: given, or a pandas DataFrame's, or None.
+
+    ``feature_names`` wins when given (``n_features`` distinct, non-empty
+    strings). Otherwise a DataFrame whose column labels are all strings gives
+    them, as scikit-learn's ``feature_names_in_`` does (integer labels are
+    positions, not names), and a named Series gives its name.
+    """
+    if feature_names is None:
+        columns = getattr(X, "columns", None)
+        if columns is None and getattr(X, "ndim", None) == 1 and hasattr(X, "index"):
+            columns = [X.name] if getattr(X, "name", None) is not None else None
+        if columns is None or not all(isinstance(c, str) for c in columns):
+            return None
+        feature_names = list(columns)
+        source = "the DataFrame's columns"
+    else:
+        source = "feature_names"
+    if isinstance(feature_names, str):
+        feature_names = [feature_names]
+    try:
+        names = tuple(feature_names)
+    except TypeError:
+        raise TypeError(
+            f"feature_names must be a sequence of {n_features} strings; "
+            f"got {type(feature_names).__name__}."
+        ) from None
+    if not all(isinstance(n, str) and n for n in names):
+        raise TypeError(f"{source} must be non-empty strings; got {list(names)!r}.")
+    if len(names) != n_features or len(set(names)) != n_features:
+        raise ValueError(
+            f"{source} must be {n_features} distinct names, one per feature of the data; "
+            f"got {list(names)!r}."
+        )
+    return names
+
+
 def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
     """A finite real number, > 0 (or >= 0 with ``allow_zero``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -49,6 +49,10 @@ class Posterior:
     relabel_method : str or None
     fraction_permuted : float or None
         Fraction of draws whose labels were changed by relabelling.
+    feature_names : tuple of str or None
+        Names of the data's columns (``feature_names=``, a DataFrame's string
+        column labels, or those of the ``EMResult`` the chains started from);
+        the ``feature`` coordinates of :meth:`to_arviz` and the plots' labels.
     """
 
     params: GMMParams
@@ -62,6 +66,7 @@ class Posterior:
     permutations: np.ndarray | None = None
     relabel_method: str | None = None
     fraction_permuted: float | None = None
+    feature_names: tuple[str, ...] | None = None
 
     @property
     def num_chains(self) -> int:
@@ -110,11 +115,16 @@ class Posterior:
 
         return membership(self, X, hdi_prob=hdi_prob)
 
-    def to_arviz(self, *, posterior_predictive: bool = False, seed: int = 0):
-        """ArviZ ``InferenceData`` (see :func:`bayesgmm.to_inference_data`)."""
+    def to_arviz(self, *, posterior_predictive: bool = False, seed: int = 0, feature_names=None):
+        """ArviZ ``InferenceData`` (see :func:`bayesgmm.to_inference_data`).
+
+        ``feature`` coordinates are ``feature_names``, else :attr:`feature_names`.
+        """
         from bayesgmm.diagnostics._arviz_io import to_inference_data
 
-        return to_inference_data(self, posterior_predictive=posterior_predictive, seed=seed)
+        return to_inference_data(
+            self, posterior_predictive=posterior_predictive, seed=seed, feature_names=feature_names
+        )
 
     def __repr__(self) -> str:
         rl = "" if self.relabel_method is None else f", relabelled={self.relabel_method!r}"

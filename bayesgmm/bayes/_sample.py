@@ -24,6 +24,7 @@ from bayesgmm._core import _linalg, _memory_maps
 from bayesgmm._core._blocks import MIN_ROWS, bucket
 from bayesgmm._core._precision import x64
 from bayesgmm._core._validation import (
+    check_feature_names,
     check_positive,
     check_positive_int,
     check_seed,
@@ -188,6 +189,7 @@ def sample_posterior(
     step_size: float | None = None,
     dtype=None,
     model=None,
+    feature_names=None,
 ) -> Posterior:
     """Sample the posterior of a Gaussian mixture with NUTS.
 
@@ -257,6 +259,10 @@ def sample_posterior(
         ``covariances`` (K, D, D) and an observed ``obs`` whose log-probability
         is per row. A different likelihood or extra deterministic sites are
         fine; chains are started through the shared sites.
+    feature_names : sequence of str, optional
+        Names of the D columns, kept as ``Posterior.feature_names`` (the
+        ``feature`` coordinates in ArviZ, the plots' labels); by default a
+        DataFrame's string column labels, else those of an ``EMResult`` init.
 
     Returns
     -------
@@ -310,6 +316,9 @@ def sample_posterior(
     data, w, K, structure, prior = prepare_inputs(
         X, n_components, prior, covariance_type, sample_weight, dtype
     )
+    names = check_feature_names(feature_names, X, data.shape[1])
+    if names is None:
+        names = init.feature_names if isinstance(init, EMResult) else None
     num_chains = check_positive_int("num_chains", num_chains)
     num_samples = check_positive_int("num_samples", num_samples)
     if (
@@ -348,7 +357,7 @@ def sample_posterior(
 
     if model is not None and not callable(model):
         raise TypeError(f"model must be a NumPyro model function; got {type(model).__name__}.")
-    return sample_validated(
+    post = sample_validated(
         data,
         w,
         K,
@@ -365,6 +374,7 @@ def sample_posterior(
         model=model,
         step_size=step_size,
     )
+    return post if names is None else post.replace(feature_names=names)
 
 
 @x64

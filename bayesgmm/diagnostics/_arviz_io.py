@@ -73,6 +73,8 @@ _PRIOR_DIMS = {
 def _coords(posterior: Posterior, feature_names) -> dict[str, np.ndarray]:
     K, D = posterior.n_components, posterior.n_features
     if feature_names is None:
+        feature_names = posterior.feature_names
+    if feature_names is None:
         features = np.arange(D)
     else:
         features = np.asarray(list(feature_names))
@@ -191,7 +193,9 @@ def to_inference_data(
     seed : int
         Seed of the posterior predictive draws.
     feature_names : sequence of str, optional
-        Coordinates of ``feature`` and ``feature_bis``; default ``0..D-1``.
+        Coordinates of ``feature`` and ``feature_bis``; default
+        ``posterior.feature_names``, else ``0..D-1``. Read back by
+        :func:`from_inference_data` as ``Posterior.feature_names``.
 
     Returns
     -------
@@ -445,4 +449,16 @@ def from_inference_data(idata) -> Posterior:
         permutations=permutations,
         relabel_method=None if "relabel_method" not in attrs else str(attrs["relabel_method"]),
         fraction_permuted=None if fraction is None else float(fraction),
+        feature_names=_names_from(post_ds, params.n_features),
     )
+
+
+def _names_from(post_ds, D: int) -> tuple[str, ...] | None:
+    """The ``feature`` coordinates as names, or None where they are positions ``0..D-1``."""
+    if "feature" not in post_ds.coords:
+        return None
+    values = post_ds.coords["feature"].values
+    if values.dtype.kind in "iu":
+        return None
+    names = tuple(str(v) for v in values.tolist())
+    return names if len(set(names)) == D else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import jax
 import numpy as np
@@ -15,6 +15,7 @@ from bayesgmm._core._precision import resolve_dtype, x64
 from bayesgmm._core._threads import single_threaded_blas
 from bayesgmm._core._validation import (
     ColumnStats,
+    check_feature_names,
     check_fit_inputs,
     check_positive,
     check_positive_int,
@@ -77,6 +78,10 @@ class EMResult:
         points are the component's weight times the rows with positive
         sample weight). Their log-likelihood, and BIC, AIC and ICL, describe
         ``reg_covar`` rather than the data.
+    feature_names : tuple of str or None
+        Names of the data's columns (``feature_names=``, or a DataFrame's
+        string column labels); they label :meth:`summary`, the plots and the
+        files written by :func:`bayesgmm.save`. None when the data had none.
     """
 
     params: GMMParams
@@ -94,6 +99,7 @@ class EMResult:
     best_restart: int
     _hard_log_resp: float = field(repr=False)
     degenerate_components: tuple[int, ...] = ()
+    feature_names: tuple[str, ...] | None = None
 
     @property
     def n_components(self) -> int:
@@ -161,6 +167,8 @@ class EMResult:
                 f"  degenerate components: {list(self.degenerate_components)} "
                 "(covariance not determined by the data)"
             )
+        if self.feature_names is not None:
+            lines.append(f"  features: {', '.join(self.feature_names)}")
         with np.printoptions(precision=4, suppress=True):
             for k in range(self.n_components):
                 lines.append(f"  component {k}: weight {p['weights'][k]:.4f}")
@@ -195,6 +203,7 @@ def fit_em(
     key: jax.Array | None = None,
     dtype=None,
     block_size: int | None = None,
+    feature_names=None,
 ) -> EMResult:
     """Fit a Gaussian mixture by EM (maximum likelihood) or MAP-EM (with ``prior``).
 
@@ -240,6 +249,9 @@ def fit_em(
         float64 unless X is float32 or float32 is asked for.
     block_size : int, optional
         Rows per block of the E-step (memory ``block_size x K x D``).
+    feature_names : sequence of str, optional
+        Names of the D columns, kept as ``EMResult.feature_names``; by default
+        the column labels of a pandas DataFrame (when they are strings).
 
     Returns
     -------
@@ -258,6 +270,7 @@ def fit_em(
     dt = resolve_dtype(dtype, X)
     # No copy of X here: EM reads it once, into the standardised device buffer.
     data, w, K = check_fit_inputs(X, n_components, sample_weight, dt, copy=False)
+    names = check_feature_names(feature_names, X, data.shape[1])
     settings = check_em_settings(
         data,
         K,
@@ -276,7 +289,8 @@ def fit_em(
     stats = column_stats(data, w)
     warn_data_problems(data, w, K, stats)
     warn_reg_covar_scale(data, w, settings["reg_covar"], stats)
-    return fit_validated(data, w, K, key=key, stats=stats, **settings)
+    result = fit_validated(data, w, K, key=key, stats=stats, **settings)
+    return result if names is None else replace(result, feature_names=names)
 
 
 def check_em_settings(

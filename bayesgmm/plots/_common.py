@@ -114,12 +114,21 @@ def _shape(em_p, post) -> tuple[int, int]:
 
 
 # -------------------------------------------------------------------- names ---
-def _feature_names(feature_names, D: int, X=None) -> list[str]:
-    """Axis names of the D features: given, the columns of a DataFrame, or ``feature d``."""
+def _feature_names(feature_names, D: int, X=None, *fitted) -> list[str]:
+    """Axis names of the D features.
+
+    ``feature_names`` if given, else a DataFrame's columns, else the
+    ``feature_names`` an ``EMResult`` or ``Posterior`` in ``fitted`` carries,
+    else ``feature d``.
+    """
     if feature_names is None:
         columns = getattr(X, "columns", None)
         if columns is not None and len(columns) == D:
             return [str(c) for c in columns]
+        for result in fitted:
+            names = getattr(result, "feature_names", None)
+            if names is not None and len(names) == D:
+                return list(names)
         return [f"feature {d}" for d in range(D)]
     if isinstance(feature_names, str):
         feature_names = [feature_names]

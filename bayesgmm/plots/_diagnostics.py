@@ -109,7 +109,7 @@ def plot_trace(
     halo = [pe.withStroke(linewidth=3.2, foreground="white")]
     ax_v, ax_h = Axes.axvline, Axes.axhline
     _, D = _shape(em_p, post)
-    names = _feature_names(feature_names, D)
+    names = _feature_names(feature_names, D, None, em, post)
     em_p, post = _labelled(post, em_p, relabel)
     rows = _trace_rows(post.params, em_p, var_names, names, compact)
     C, S = post.num_chains, post.num_draws
@@ -248,7 +248,7 @@ def plot_ppc(
         raise ValueError(f"kind must be 'statistics' or 'density'; got {kind!r}.")
     em_p, post = _estimates(em, post, "plot_ppc")
     _, D = _shape(em_p, post)
-    names = _feature_names(feature_names, D, X)
+    names = _feature_names(feature_names, D, X, em, post)
     feats = tuple(range(min(D, 3))) if features is None else tuple(int(f) for f in features)
     if not all(0 <= f < D for f in feats) or not feats:
         raise ValueError(f"features must be indices in 0..{D - 1}; got {features!r}.")

@@ -87,7 +87,7 @@ def plot_density_1d(
     em_p, post = _estimates(em, post, "plot_density_1d")
     _, D = _shape(em_p, post)
     (f,) = _check_features(feature, D, 1)
-    names = _feature_names(feature_names, D, X)
+    names = _feature_names(feature_names, D, X, em, post)
     x = _data(X, D)[:, f]
     span = x.max() - x.min() if x.size > 1 else 1.0
     span = span if span > 0 else 1.0
@@ -212,7 +212,7 @@ def plot_density_2d(
             "plot_density_2d needs D >= 2 features; for 1-D data use plot_density_1d."
         )
     feats = _check_features(features, D, 2)
-    names = _feature_names(feature_names, D, X)
+    names = _feature_names(feature_names, D, X, em, post)
     probs = np.sort(np.asarray(levels, dtype=np.float64))[::-1]  # widest contour first
     if probs.size == 0 or not np.all((probs > 0) & (probs < 1)):
         raise ValueError(f"levels must be fractions in (0, 1); got {levels!r}.")
@@ -356,7 +356,7 @@ def plot_ellipses(
     if D < 2:
         raise ValueError("plot_ellipses needs D >= 2 features; for 1-D data use plot_density_1d.")
     feats = _check_features(features, D, 2)
-    names = _feature_names(feature_names, D, X)
+    names = _feature_names(feature_names, D, X, em, post)
     data = _data(X, D)[:, list(feats)]
     em_p, post = _labelled(post, em_p, relabel)
     if em_p is not None:

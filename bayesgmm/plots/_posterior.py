@@ -115,7 +115,7 @@ def plot_parameters(
     if rows.empty:
         raise ValueError(f"no entries of kinds {tuple(parameters)!r} in the table.")
     D = point_params(em).n_features
-    names = _feature_names(feature_names, D)
+    names = _feature_names(feature_names, D, None, em, post)
     one_axis = bool(standardize) or (ax is not None and axes is None)
     if one_axis:
         return _parameters_one_axis(rows, ax, hdi_prob, standardize is not False, names)
@@ -299,7 +299,7 @@ def plot_assignments(
     em_p, post = _estimates(em, post, "plot_assignments")
     K, D = _shape(em_p, post)
     feats = (0,) if D == 1 else _check_features(features, D, len(np.atleast_1d(features)))
-    names = _feature_names(feature_names, D, X)
+    names = _feature_names(feature_names, D, X, em, post)
     data = _data(X, D)
     if post is not None:
         _, post = _labelled(post, em_p, relabel)

@@ -24,6 +24,7 @@ import numpy as np
 
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._precision import x64
+from bayesgmm._core._validation import check_feature_names
 from bayesgmm._core.params import GMMParams
 from bayesgmm._core.priors import Prior
 from bayesgmm.em._fit import EMResult
@@ -75,6 +76,7 @@ def em_result_to_dict(result: EMResult) -> dict:
         "bic": result.bic,
         "aic": result.aic,
         "icl": result.icl,
+        "feature_names": None if result.feature_names is None else list(result.feature_names),
     }
 
 
@@ -100,6 +102,8 @@ _EM_FIELDS = (
     "aic",
     "icl",
 )
+# Written since 0.1.0's column names; a file without them reads as unnamed.
+_EM_OPTIONAL_FIELDS = ("feature_names",)
 _PARAM_FIELDS = ("weights", "means", "covariances", "dtype")
 _PRIOR_FIELDS = ("weight_concentration", "mean", "mean_precision", "dof", "scale")
 
@@ -215,7 +219,7 @@ def em_result_from_dict(d: dict, source: str = "<dict>") -> EMResult:
     for key in _EM_FIELDS:
         if key not in d:
             fail(key, "missing field (the file is damaged or not an EMResult)")
-    unknown = sorted(set(d) - set(_EM_FIELDS))
+    unknown = sorted(set(d) - set(_EM_FIELDS) - set(_EM_OPTIONAL_FIELDS))
     if unknown:
         fail(unknown[0], "unknown field")
     _check_format_version(d, fail)
@@ -225,6 +229,14 @@ def em_result_from_dict(d: dict, source: str = "<dict>") -> EMResult:
     params = _checked_params(d["params"], fail)
     K, D = params.n_components, params.n_features
     prior = _checked_prior(d["prior"], fail, K, D)
+    names = d.get("feature_names")
+    if names is not None:
+        if not isinstance(names, list):
+            fail("feature_names", f"must be a list of {D} strings or null; got {names!r}")
+        try:
+            names = check_feature_names(names, None, D)
+        except (TypeError, ValueError) as err:
+            fail("feature_names", str(err))
     for key in ("log_likelihood", "hard_log_resp", "bic", "aic", "icl"):
         if not _finite_number(d[key]):
             fail(key, f"must be a finite number; got {d[key]!r}")
@@ -274,6 +286,7 @@ def em_result_from_dict(d: dict, source: str = "<dict>") -> EMResult:
         ),
         best_restart=best,
         _hard_log_resp=d["hard_log_resp"],
+        feature_names=names,
     )
     for key in ("bic", "aic", "icl"):
         stored, derived = d[key], getattr(result, key)
