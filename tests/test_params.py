@@ -110,6 +110,32 @@ def test_float64_even_when_user_disabled_x64(rng):
     assert not jax.config.jax_enable_x64  # our context did not leak
 
 
+def test_results_are_numpy_so_user_arithmetic_keeps_float64(faithful):
+    """With 64-bit types off in the session, JAX arithmetic on a float64 JAX array
+    runs in float32; results are NumPy arrays, so a user's sum stays float64."""
+    assert not jax.config.jax_enable_x64
+    em = bg.fit_em(faithful, 2)
+    post = bg.sample_posterior(
+        faithful, 2, init=em, num_chains=1, num_warmup=20, num_samples=100, progress_bar=False
+    )
+    for params in (em.params, post.params, post.reference, post.relabel().params):
+        for leaf in (params.weights, params.means, params.covariances):
+            assert isinstance(leaf, np.ndarray) and leaf.dtype == np.float64
+    for value in (em.params.log_prob(faithful), em.log_prob(faithful), em.predict_proba(faithful)):
+        assert isinstance(value, np.ndarray)
+        assert value.sum().dtype == np.float64
+    assert em.params.log_prob(faithful).sum() == pytest.approx(em.log_likelihood, rel=1e-12)
+    X, labels = em.params.sample(jax.random.key(0), 5)
+    assert isinstance(X, np.ndarray) and X.dtype == np.float64 and isinstance(labels, np.ndarray)
+
+
+def test_given_arrays_are_copied(rng):
+    weights = np.array([0.5, 0.5])
+    p = bg.GMMParams(weights, np.zeros((2, 1)), np.ones((2, 1, 1)))
+    weights[0] = 0.9
+    assert p.weights[0] == 0.5
+
+
 def test_float32_when_asked(rng):
     p = random_params(rng).astype("float32")
     assert p.log_prob(np.zeros((2, 2))).dtype == jnp.float32

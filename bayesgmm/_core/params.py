@@ -31,6 +31,11 @@ class GMMParams:
     weights on the simplex, covariances symmetric positive definite), never under
     ``jit``. Pytree operations (``tree.map``, ``vmap`` outputs) bypass validation.
 
+    Built from concrete values, and as returned by every fitter, the three
+    arrays are NumPy arrays (copies of what was given), and the methods return
+    NumPy arrays: arithmetic on a result keeps its float64 whatever the
+    session's ``jax_enable_x64`` setting.
+
     Parameters
     ----------
     weights : array-like of shape (..., K)
@@ -55,9 +60,9 @@ class GMMParams:
     ((5, 1), (5,))
     """
 
-    weights: jax.Array
-    means: jax.Array
-    covariances: jax.Array
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
 
     @x64
     def __post_init__(self) -> None:
@@ -157,15 +162,23 @@ class GMMParams:
     def astype(self, dtype) -> GMMParams:
         """A copy in another floating dtype (``"float64"`` or ``"float32"``)."""
         dt = resolve_dtype(dtype)
-        with jax.enable_x64(True):
-            return jax.tree.map(lambda leaf: jnp.asarray(leaf, dtype=dt), self)
+        if any(_is_tracer(leaf) for leaf in jax.tree.leaves(self)):
+            with jax.enable_x64(True):
+                return jax.tree.map(lambda leaf: jnp.asarray(leaf, dtype=dt), self)
+        return jax.tree.map(lambda leaf: np.asarray(leaf, dtype=dt), self)
+
+    def _host(self) -> GMMParams:
+        """The same parameters with NumPy arrays as leaves (tracers are left alone)."""
+        if any(_is_tracer(leaf) for leaf in jax.tree.leaves(self)):
+            return self
+        return jax.tree.map(np.asarray, self)
 
     # -- densities and sampling (the maths is in bayesgmm._core._mixture) --
     def _rows(self, X):
         return jax.numpy.asarray(check_data(X, dtype=self.dtype, n_features=self.n_features))
 
     @x64
-    def log_prob_components(self, X) -> jax.Array:
+    def log_prob_components(self, X) -> np.ndarray:
         """Joint log density ``log w_k + log N(x_n | mu_k, Sigma_k)`` of each row and component.
 
         Parameters
@@ -174,12 +187,12 @@ class GMMParams:
 
         Returns
         -------
-        array of shape (..., N, K)
+        ndarray of shape (..., N, K)
         """
-        return _mixture.log_prob_components_jit(self, self._rows(X))
+        return np.asarray(_mixture.log_prob_components_jit(self, self._rows(X)))
 
     @x64
-    def log_prob(self, X) -> jax.Array:
+    def log_prob(self, X) -> np.ndarray:
         """Log density of each row of ``X`` under the mixture.
 
         Parameters
@@ -189,13 +202,13 @@ class GMMParams:
 
         Returns
         -------
-        array of shape (..., N)
+        ndarray of shape (..., N)
             One value per row, for each set of parameters in the batch.
         """
-        return _mixture.log_prob_jit(self, self._rows(X))
+        return np.asarray(_mixture.log_prob_jit(self, self._rows(X)))
 
     @x64
-    def responsibilities(self, X) -> jax.Array:
+    def responsibilities(self, X) -> np.ndarray:
         """Posterior membership probabilities ``P(z = k | x)`` of each row.
 
         Parameters
@@ -204,7 +217,7 @@ class GMMParams:
 
         Returns
         -------
-        array of shape (..., N, K)
+        ndarray of shape (..., N, K)
             Finite, rows summing to one. A row far from every component
             (``log_prob`` ``-inf``) gets the limit: all its weight on the
             component nearest in Mahalanobis terms (shared in proportion to
@@ -218,8 +231,8 @@ class GMMParams:
             overflows (``|x|`` near the largest float), with the rows named.
         """
         data = self._rows(X)
-        resp = _mixture.responsibilities_jit(self, data)
-        ok = np.asarray(jax.numpy.isfinite(resp).all(axis=-1))
+        resp = np.asarray(_mixture.responsibilities_jit(self, data))
+        ok = np.isfinite(resp).all(axis=-1)
         if not ok.all():
             bad = np.flatnonzero(~ok.reshape(-1, ok.shape[-1]).all(axis=0))
             big = float(np.abs(np.asarray(data)[bad]).max())
@@ -232,7 +245,7 @@ class GMMParams:
         return resp
 
     @x64
-    def sample(self, key: jax.Array, n_samples: int) -> tuple[jax.Array, jax.Array]:
+    def sample(self, key: jax.Array, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
         """Draw new data from the mixture.
 
         Parameters
@@ -242,19 +255,20 @@ class GMMParams:
 
         Returns
         -------
-        X : array of shape (..., n_samples, D)
-        labels : int array of shape (..., n_samples)
+        X : ndarray of shape (..., n_samples, D)
+        labels : int ndarray of shape (..., n_samples)
             The component each row was drawn from; each set of parameters in
             the batch draws its own data set.
         """
-        return _mixture.sample_batched(key, self, check_positive_int("n_samples", n_samples))
+        X, labels = _mixture.sample_batched(key, self, check_positive_int("n_samples", n_samples))
+        return np.asarray(X), np.asarray(labels)
 
 
 _pytree.register(GMMParams)
 
 
 def _validate(weights, means, covariances):
-    """Check shapes and constraints of concrete parameters; return JAX arrays."""
+    """Check shapes and constraints of concrete parameters; return NumPy copies."""
     arrays = {}
     for name, value in (("weights", weights), ("means", means), ("covariances", covariances)):
         arr = np.asarray(value)
@@ -331,4 +345,4 @@ def _validate(weights, means, covariances):
             f"normal {dtype} number ({tiny:.3g}), which JAX flushes to zero. Rescale the data "
             "so that variances are far from this limit, or add a small multiple of the identity."
         )
-    return jnp.asarray(w), jnp.asarray(m), jnp.asarray(c)
+    return w.copy(), m.copy(), c.copy()

@@ -33,7 +33,7 @@ from bayesgmm.bayes._sites import (
     unconstrain,
     weights_or_none,
 )
-from bayesgmm.em._fit import EMResult, fit_validated
+from bayesgmm.em._fit import MAX_ITER, TOL, EMResult, fit_validated
 
 __all__ = ["find_map", "log_joint"]
 
@@ -137,8 +137,8 @@ def find_map(
             prior=prior.check(K, D, for_map=True),
             init="kmeans++",
             n_init=1,
-            tol=1e-3,
-            max_iter=100,
+            tol=TOL,
+            max_iter=MAX_ITER,
             reg_covar=0.0,
             key=jax.random.key(0),
         ).params

@@ -68,6 +68,12 @@ class Posterior:
     fraction_permuted: float | None = None
     feature_names: tuple[str, ...] | None = None
 
+    def __post_init__(self) -> None:
+        if isinstance(self.params, GMMParams):  # NumPy arrays: see GMMParams
+            object.__setattr__(self, "params", self.params._host())
+        if isinstance(self.reference, GMMParams):
+            object.__setattr__(self, "reference", self.reference._host())
+
     @property
     def num_chains(self) -> int:
         return int(self.params.batch_shape[0])

@@ -50,7 +50,7 @@ from bayesgmm.bayes._sites import (
     weights_or_none,
 )
 from bayesgmm.em import _core as _em_core
-from bayesgmm.em._fit import EMResult, fit_validated
+from bayesgmm.em._fit import MAX_ITER, TOL, EMResult, fit_validated
 
 __all__ = ["sample_posterior", "sample_validated"]
 
@@ -150,8 +150,8 @@ def _starting_points(init, key, data, w, K, D, structure, prior, num_chains):
             prior=prior.check(K, D, for_map=True),
             init="kmeans++",
             n_init=max(num_chains, 4),
-            tol=1e-3,
-            max_iter=100,
+            tol=TOL,
+            max_iter=MAX_ITER,
             reg_covar=0.0,
             key=key,
         )
