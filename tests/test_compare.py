@@ -266,7 +266,86 @@ def test_report_flags_sampler_problems(agree):
     assert any(line.startswith("WARNING  max R-hat") for line in lines)
     assert any(line.startswith("WARNING  3 divergent transition(s)") for line in lines)
     assert any(line.startswith("WARNING  energy BFMI") for line in lines)
+    assert any(line.startswith("WARNING  label-invariant log-likelihood R-hat") for line in lines)
     assert lines[-1].startswith("Verdict: WARNING")
+
+
+def _check_lines(text):
+    """``{subject: (verdict, line)}`` for the lines of a report's sampler and EM checks."""
+    subjects = {
+        "max R-hat": "max R-hat",
+        "min ESS": "min ESS",
+        "invariant R-hat": "label-invariant log-likelihood R-hat",
+        "divergences": "divergent transition(s)",
+        "BFMI": "energy BFMI",
+        "outside": "EM values lie",
+        "log-likelihood": "EM log-likelihood",
+        "labels": "hard labels",
+    }
+    found = {}
+    for line in text.splitlines():
+        verdict, _, rest = line.strip().partition("  ")
+        for subject, marker in subjects.items():
+            if verdict in ("OK", "WARNING") and marker in rest and subject not in found:
+                found[subject] = (verdict, rest)
+    return found
+
+
+# what a passing line may say, and what only a failing one may
+PASS_REMARKS = ("chains explore the same mixture", "lie inside the")
+FAIL_REMARKS = (
+    "the chains disagree",
+    "chains explore different mixtures",
+    "too few effective draws",
+    "raise target_accept_prob",
+    "explores the energy poorly",
+    "worse local optimum",
+    "clusters the points differently",
+    "lie outside",
+)
+
+
+def test_report_remarks_follow_each_lines_own_verdict(agree):
+    """A remark that says a check passed never stands on a WARNING line, and advice after a
+    failure never on an OK line, whichever of the other checks pass."""
+    _, em, post = agree
+    p = post.params.to_numpy()
+    stuck = {k: v.copy() for k, v in p.items()}
+    stuck["means"][1] += 0.5
+    stats = good_stats()
+    stats["diverging"][0, :3] = True
+    stats["energy"] = np.cumsum(np.random.default_rng(0).normal(size=(C, S)), axis=1)
+    merged = bg.GMMParams(  # a worse local optimum with other clusters than the posterior's
+        weights=np.full(4, 0.25),
+        means=np.array([[0.0, -3.0], [-3.0, 4.0], [4.0, 3.0], [4.0, 5.0]]),
+        covariances=np.stack([np.diag([16.0, 1.0])] + [np.eye(2)] * 3),
+    )
+    good = _check_lines(report(em, post))
+    bad = _check_lines(
+        report(merged, post.replace(params=bg.GMMParams(**stuck), sample_stats=stats))
+    )
+    assert len(good) == len(bad) == 8, (good, bad)
+    assert {verdict for verdict, _ in good.values()} == {"OK"}
+    assert {verdict for verdict, _ in bad.values()} == {"WARNING"}
+    assert "(chains explore the same mixture)" in good["invariant R-hat"][1]
+    for _, rest in good.values():
+        assert not any(remark in rest for remark in FAIL_REMARKS), rest
+    for _, rest in bad.values():
+        assert not any(remark in rest for remark in PASS_REMARKS), rest
+    for subject in ("max R-hat", "min ESS", "invariant R-hat", "BFMI", "labels"):
+        assert any(remark in bad[subject][1] for remark in FAIL_REMARKS), bad[subject]
+    text = report(merged, post.replace(params=bg.GMMParams(**stuck), sample_stats=stats))
+    assert text.splitlines()[-1] == "Verdict: WARNING: 8 check(s) failed; read the lines above."
+
+
+def test_report_says_when_r_hat_and_ess_cannot_be_computed(agree):
+    """Three draws per chain: no R-hat or ESS; the lines say why instead of printing nan."""
+    _, em, post = agree
+    short = post.replace(params=post.params[:, :3], sample_stats={})
+    lines = [line.strip() for line in report(em, short).splitlines()]
+    assert "WARNING  max R-hat not available (needs at least 2 chains of 4 draws)" in lines
+    assert "WARNING  min ESS not available (needs at least 4 draws per chain)" in lines
+    assert not any("nan" in line for line in lines)
 
 
 def test_report_lists_uncertain_points(disagree):

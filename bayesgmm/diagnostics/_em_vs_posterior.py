@@ -321,7 +321,11 @@ def report(
 ) -> str:
     """The text to read first: can the sampler be trusted, and where do EM and it disagree.
 
-    Three blocks, each line opening with ``OK`` or ``WARNING``:
+    Three blocks of lines. A check's line opens with ``OK`` or ``WARNING``, and
+    its remark in parentheses follows that outcome (what a pass means, or what
+    to try after a failure); ``NOTE`` lines report without judging, and ``-``
+    lines say what could not be assessed. Only ``WARNING`` lines count as failed
+    checks in the closing verdict.
 
     - **Sampler**: the largest R-hat and smallest bulk/tail ESS over all
       compared entries (after matching labels), the label-invariant R-hat of the
@@ -378,15 +382,27 @@ def report(
     r_hat = float(np.nanmax(core.r_hat)) if core.r_hat.notna().any() else math.nan
     ok = bool(np.isfinite(r_hat) and r_hat <= r_hat_max)
     flags.append(ok)
-    worst = core.name.iloc[int(np.nanargmax(core.r_hat))] if np.isfinite(r_hat) else "-"
-    lines.append(f"  {_verdict(ok)}  max R-hat {r_hat:.3f} ({worst}; threshold {r_hat_max:g})")
+    if np.isfinite(r_hat):
+        worst = core.name.iloc[int(np.nanargmax(core.r_hat))]
+        lines.append(
+            f"  {_verdict(ok)}  max R-hat {r_hat:.3f} ({worst}; threshold {r_hat_max:g}"
+            + (")" if ok else "; the chains disagree: run longer, or try fewer components)")
+        )
+    else:
+        lines.append(
+            f"  {_verdict(ok)}  max R-hat not available (needs at least 2 chains of 4 draws)"
+        )
     ess_b = float(np.nanmin(core.ess_bulk)) if core.ess_bulk.notna().any() else math.nan
     ess_t = float(np.nanmin(core.ess_tail)) if core.ess_tail.notna().any() else math.nan
     ok = bool(np.isfinite(ess_b) and np.isfinite(ess_t) and min(ess_b, ess_t) >= ess_min)
     flags.append(ok)
-    lines.append(
-        f"  {_verdict(ok)}  min ESS bulk {ess_b:.0f}, tail {ess_t:.0f} (threshold {ess_min:g})"
-    )
+    if np.isfinite(ess_b) and np.isfinite(ess_t):
+        lines.append(
+            f"  {_verdict(ok)}  min ESS bulk {ess_b:.0f}, tail {ess_t:.0f} (threshold {ess_min:g}"
+            + (")" if ok else "; too few effective draws for stable intervals: draw more)")
+        )
+    else:
+        lines.append(f"  {_verdict(ok)}  min ESS not available (needs at least 4 draws per chain)")
     if S >= 4:
         inv = invariant_diagnostics(
             post.params, post.X, sample_weight=post.sample_weight, reference=em_p
@@ -396,7 +412,12 @@ def report(
         flags.append(ok)
         lines.append(
             f"  {_verdict(ok)}  label-invariant log-likelihood R-hat {ll_rhat:.3f} "
-            "(chains explore the same mixture)"
+            + (
+                "(chains explore the same mixture)"
+                if ok
+                else f"(threshold {r_hat_max:g}; chains explore different mixtures or have not "
+                "converged: run longer, or try fewer components)"
+            )
         )
     n_div = post.num_divergences
     ok = n_div == 0
@@ -414,7 +435,8 @@ def report(
         flags.append(ok)
         lines.append(
             f"  {_verdict(ok)}  energy BFMI per chain {', '.join(f'{b:.2f}' for b in bfmi)} "
-            f"(threshold {bfmi_min:g})"
+            f"(threshold {bfmi_min:g}"
+            + (")" if ok else "; the sampler explores the energy poorly: reparameterise)")
         )
     else:
         lines.append("  -        energy BFMI not available (no sample_stats['energy'])")
@@ -465,6 +487,7 @@ def report(
         f"  {_verdict(ok)}  hard labels: adjusted Rand index {ari:.3f}, "
         f"{model['label_agreement']:.1%} of points agree; membership probabilities differ by "
         f"{model['membership_mad']:.3f} on average (at most {model['membership_max_diff']:.3f})"
+        + ("" if ok else ": EM clusters the points differently from the posterior (ARI < 0.9)")
     )
 
     lines += ["", "Membership"]
