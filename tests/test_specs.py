@@ -130,6 +130,16 @@ def test_compare_models_em_side_ranks_by_bic(faithful):
     with pytest.raises(ValueError, match="needs the NUTS runs"):
         compare_models(faithful, specs, nuts=False, criterion="loo")
 
+    # The display: deciding columns first, rounded, every row, nothing hidden.
+    short = res.summary()
+    assert list(short.columns[:4]) == ["rank", "model", "bic", "delta"]
+    assert short["delta"].iloc[0] == 0 and (short["delta"] >= 0).all()
+    assert (short["bic"] == t["bic"].round(1)).all()
+    text = repr(res)
+    assert text.splitlines()[0].startswith("Model comparison by bic")
+    assert "..." not in text and all(name in text for name in t["model"])
+    assert "<table" in res._repr_html_()
+
 
 @pytest.mark.slow
 def test_compare_models_reports_mixing_and_warns_when_chains_disagree(faithful):

@@ -61,6 +61,63 @@ class ComparisonResult:
     inference_data: dict = field(default_factory=dict)
     criterion: str = "bic"
 
+    def summary(self) -> pd.DataFrame:
+        """The table to read: the columns that decide first, rounded.
+
+        Rank, model, the ranking criterion and each model's distance from the
+        best (``delta``), then the other criteria, then the checks that say
+        whether a row can be trusted (non-convergence, degenerate components,
+        R-hat, ESS, divergences, bad Pareto k). ``.table`` keeps every column
+        at full precision.
+        """
+        table = self.table
+        if table.empty:
+            return table.copy()
+        column, lower_better = CRITERIA[self.criterion]
+        best = table[column].min() if lower_better else table[column].max()
+        delta = (table[column] - best).abs()
+        first = ["rank", "model", column]
+        rest = [
+            c
+            for c in ("bic", "aic", "icl", "elpd_loo", "se_loo", "elpd_waic", "n_parameters")
+            if c in table and c not in first
+        ]
+        checks = [
+            c
+            for c in (
+                "converged",
+                "degenerate",
+                "rhat_max",
+                "ess_bulk_min",
+                "divergences",
+                "n_pareto_k_bad",
+            )
+            if c in table
+        ]
+        out = table[first].copy()
+        out.insert(3, "delta", delta)
+        out = pd.concat([out, table[rest + checks]], axis=1)
+        decimals = {c: 1 for c in out.columns if out[c].dtype.kind == "f"}
+        decimals.update({c: 3 for c in ("rhat_max",) if c in out})
+        decimals.update({c: 0 for c in ("ess_bulk_min",) if c in out})
+        return out.round(decimals)
+
+    def _heading(self) -> str:
+        column, lower_better = CRITERIA[self.criterion]
+        better = "lower" if lower_better else "higher"
+        return (
+            f"Model comparison by {self.criterion} ({column}, {better} is better; delta is the "
+            f"distance from the best), {len(self.table)} model(s); every column: .table"
+        )
+
+    def __repr__(self) -> str:
+        with pd.option_context("display.width", 200, "display.max_columns", None):
+            return f"{self._heading()}\n{self.summary().to_string(index=False)}"
+
+    def _repr_html_(self) -> str:
+        html = self.summary().to_html(index=False)
+        return f"<p>{self._heading()}</p>{html}"
+
 
 def _as_specs(specs) -> list[ModelSpec]:
     if isinstance(specs, ModelSpec | str) or hasattr(specs, "__fspath__"):
