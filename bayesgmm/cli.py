@@ -5,9 +5,11 @@ Subcommands: ``demo`` (built-in data), ``em`` (fit EM / MAP-EM),
 
 Exit codes scripts can rely on: 0 success; 1 an unexpected internal error;
 2 bad usage or bad input (unreadable data, invalid specification, a custom
-model that fails, results that exist without ``--force``), with a one-line
+model that fails, results that exist without ``--force``, NumPyro or ArviZ
+missing for a command that samples), with a one-line
 ``bayesgmm COMMAND: error: ...`` on stderr. Output paths and arguments are
-checked before any data is read or any model fitted.
+checked before any data is read or any model fitted. ``bayesgmm --version``
+prints the installed version.
 """
 
 from __future__ import annotations
@@ -25,12 +27,45 @@ from bayesgmm._data_files import read_data
 __all__ = ["main"]
 
 
+class _MissingDependency(RuntimeError):
+    """A package the command needs cannot be imported (exit code 2, one line)."""
+
+
+def _require_bayes(what: str, alternative: str = "") -> None:
+    """Import NumPyro and ArviZ, or raise :class:`_MissingDependency` naming the one
+    that fails and how to install both; ``alternative`` says how to do without."""
+    import importlib
+
+    for name in ("numpyro", "arviz"):
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise _MissingDependency(
+                f"{what} needs NumPyro and ArviZ, but {name} cannot be imported ({err}); "
+                f"install them with: pip install numpyro arviz{alternative}"
+            ) from None
+
+
+def _version() -> str:
+    """The installed distribution's version, else the package's ``__version__``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("bayesgmm")
+    except metadata.PackageNotFoundError:
+        import bayesgmm
+
+        return getattr(bayesgmm, "__version__", "unknown")
+
+
 def _demo(args: argparse.Namespace) -> int:
     import numpy as np
 
     import bayesgmm as bg
 
     _check_common(args)
+    if not args.no_nuts:
+        _require_bayes("the demo's NUTS step", "; or pass --no-nuts")
     X, names = bg.datasets.load_faithful(return_names=True)
     print(f"Old Faithful geyser data: {X.shape[0]} eruptions x {X.shape[1]} features {names}\n")
 
@@ -153,13 +188,15 @@ def _em(args: argparse.Namespace) -> int:
 
 
 def _mcmc(args: argparse.Namespace) -> int:
-    import arviz as az
-
     import bayesgmm as bg
-    from bayesgmm.bayes._sample import sample_posterior
 
     _check_common(args)
     out = _check_out_file(args.out, ".nc", "mcmc (netCDF)", args.force) if args.out else None
+    _require_bayes("NUTS")
+    import arviz as az
+
+    from bayesgmm.bayes._sample import sample_posterior
+
     X, _names = _read(args)
     prior = bg.Prior.default(X, args.n_components)
     em = bg.fit_em(
@@ -184,7 +221,8 @@ def _mcmc(args: argparse.Namespace) -> int:
         progress_bar=not args.quiet,
     ).relabel()
     print(post)
-    print(az.summary(post.to_arviz(), var_names=["weights", "means"]).to_string())
+    print(az.summary(post.to_arviz(), var_names=["weights", "means"]).to_string(), "\n")
+    print(bg.report(em, post))
     if out is not None:
         _save_out(post, out, args.force)
         print(f"\nsaved {out}")
@@ -293,6 +331,8 @@ def _compare(args: argparse.Namespace) -> int:
     _check_common(args)
     specs = load_specs(args.specs)
     nuts = not args.no_nuts
+    if nuts and any(spec.nuts.get("enabled", True) for spec in specs):
+        _require_bayes("NUTS (PSIS-LOO, WAIC)", "; or pass --no-nuts")
     out = created = None
     if args.out:
         out, created = _check_out_dir(args.out, args.force, _planned_files(specs, nuts))
@@ -340,7 +380,11 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
+# Every option's help says its default with this suffix (argparse fills it in).
+_DEFAULT = " (default: %(default)s)"
+
+
+def _add_data_args(p: argparse.ArgumentParser, seed_help: str) -> None:
     p.add_argument("data", help="CSV file (comma-separated) or .npy array of shape (N, D)")
     p.add_argument("--columns", help="comma-separated CSV columns to use (default: all)")
     p.add_argument(
@@ -351,14 +395,35 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         "default a first row with a cell that is not a number is a header, and the "
         "decision is printed",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    p.add_argument("--force", action="store_true", help="overwrite existing output")
+    p.add_argument("--seed", type=int, default=0, help=seed_help + _DEFAULT)
+    p.add_argument("--force", action="store_true", help="replace existing output")
+
+
+def _add_model_args(p: argparse.ArgumentParser, n_init_help: str) -> None:
+    from bayesgmm._core.covariance import COVARIANCE_TYPES
+
+    p.add_argument(
+        "-k", "--n-components", type=int, required=True, help="number of components (required)"
+    )
+    p.add_argument(
+        "--covariance-type",
+        choices=COVARIANCE_TYPES,
+        default="full",
+        help="covariance structure of the components" + _DEFAULT,
+    )
+    p.add_argument("--n-init", type=int, default=5, help=n_init_help + _DEFAULT)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayesgmm",
         description="Gaussian mixtures by EM, MAP-EM and NUTS on one parameter structure.",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"bayesgmm {_version()}",
+        help="print the version and exit",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser(
@@ -368,16 +433,16 @@ def build_parser() -> argparse.ArgumentParser:
         "lowest BIC, refit it by MAP-EM with the default prior, then sample its posterior "
         "with NUTS from the MAP-EM estimate and report EM against the posterior.",
     )
-    demo.add_argument("--max-components", type=int, default=4, help="largest K tried (4)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of EM and NUTS (0)")
-    demo.add_argument("--chains", type=int, default=4, help="NUTS chains (4)")
-    demo.add_argument("--warmup", type=int, default=500, help="warmup per chain (500)")
-    demo.add_argument("--samples", type=int, default=500, help="draws per chain (500)")
+    demo.add_argument("--max-components", type=int, default=4, help="largest K tried" + _DEFAULT)
+    demo.add_argument("--seed", type=int, default=0, help="seed of EM and NUTS" + _DEFAULT)
+    demo.add_argument("--chains", type=int, default=4, help="NUTS chains" + _DEFAULT)
+    demo.add_argument(
+        "--warmup", type=int, default=500, help="NUTS warmup iterations per chain" + _DEFAULT
+    )
+    demo.add_argument("--samples", type=int, default=500, help="draws per chain" + _DEFAULT)
     demo.add_argument("--no-nuts", action="store_true", help="EM and MAP-EM only")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)
-
-    from bayesgmm._core.covariance import COVARIANCE_TYPES
 
     em = sub.add_parser(
         "em",
@@ -385,13 +450,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit a Gaussian mixture by EM; --map maximises the posterior under "
         "the default prior instead. --out saves the fit as JSON (read back by bayesgmm.load).",
     )
-    _add_data_args(em)
-    em.add_argument("-k", "--n-components", type=int, required=True, help="number of components")
-    em.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full")
+    _add_data_args(em, "seed of the EM restarts")
+    _add_model_args(em, "EM restarts; the best is kept")
     em.add_argument("--map", action="store_true", help="MAP-EM under Prior.default")
-    em.add_argument("--n-init", type=int, default=5, help="restarts (5)")
-    em.add_argument("--max-iter", type=int, default=500)
-    em.add_argument("--tol", type=float, default=1e-4)
+    em.add_argument(
+        "--max-iter", type=int, default=500, help="most EM iterations per restart" + _DEFAULT
+    )
+    em.add_argument(
+        "--tol",
+        type=float,
+        default=1e-4,
+        help="stop when the mean log-likelihood per sample (log posterior with --map) "
+        "changes by less between iterations" + _DEFAULT,
+    )
     em.add_argument("--out", help="save the fit to this .json file")
     em.set_defaults(func=_em)
 
@@ -399,15 +470,16 @@ def build_parser() -> argparse.ArgumentParser:
         "mcmc",
         help="sample the posterior with NUTS, started from MAP-EM",
         description="MAP-EM under the default prior, then NUTS from it; draws are relabelled "
-        "against MAP-EM and summarised with ArviZ. --out saves the posterior as netCDF.",
+        "against MAP-EM, summarised with ArviZ, and EM is reported against the posterior "
+        "(bayesgmm.report). --out saves the posterior as netCDF. Needs NumPyro and ArviZ.",
     )
-    _add_data_args(mc)
-    mc.add_argument("-k", "--n-components", type=int, required=True)
-    mc.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full")
-    mc.add_argument("--n-init", type=int, default=5)
-    mc.add_argument("--chains", type=int, default=4)
-    mc.add_argument("--warmup", type=int, default=1000)
-    mc.add_argument("--samples", type=int, default=1000)
+    _add_data_args(mc, "seed of MAP-EM and NUTS")
+    _add_model_args(mc, "MAP-EM restarts for the starting point")
+    mc.add_argument("--chains", type=int, default=4, help="NUTS chains" + _DEFAULT)
+    mc.add_argument(
+        "--warmup", type=int, default=1000, help="NUTS warmup iterations per chain" + _DEFAULT
+    )
+    mc.add_argument("--samples", type=int, default=1000, help="draws per chain" + _DEFAULT)
     mc.add_argument("--quiet", action="store_true", help="no progress bar")
     mc.add_argument("--out", help="save the posterior to this .nc file")
     mc.set_defaults(func=_mcmc)
@@ -419,14 +491,14 @@ def build_parser() -> argparse.ArgumentParser:
         "ICL) and NUTS (PSIS-LOO, WAIC), print one ranked table and, with --out, write "
         "comparison.csv/.md/.png, each EM fit as JSON and each posterior as netCDF.",
     )
-    _add_data_args(cmp_)
+    _add_data_args(cmp_, "seed of EM and NUTS")
     cmp_.add_argument("specs", nargs="+", help="model specification files (TOML)")
-    cmp_.add_argument("--out", help="directory for the results")
+    cmp_.add_argument("--out", help="folder for the results (created if missing)")
     cmp_.add_argument(
         "--criterion",
         choices=["bic", "aic", "icl", "loo", "waic"],
         default="bic",
-        help="ranking criterion (bic)",
+        help="ranking criterion" + _DEFAULT,
     )
     cmp_.add_argument("--no-nuts", action="store_true", help="EM only (no LOO/WAIC)")
     cmp_.add_argument(
@@ -449,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError) as err:
+    except (ValueError, TypeError, OSError, _MissingDependency) as err:
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"bayesgmm {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -1,4 +1,6 @@
+import argparse
 import json
+import re
 import subprocess
 import sys
 
@@ -7,7 +9,7 @@ import pandas as pd
 import pytest
 
 import bayesgmm as bg
-from bayesgmm.cli import main
+from bayesgmm.cli import build_parser, main
 from bayesgmm.selection import load
 
 
@@ -26,6 +28,70 @@ def test_help_lists_subcommands():
     assert out.returncode == 0
     for cmd in ("demo", "em", "mcmc", "compare"):
         assert cmd in out.stdout
+
+
+def _option_entries(help_text: str) -> dict[str, str]:
+    """The "options:" section of an argparse help text: first option string -> its help."""
+    section = help_text.split("\noptions:\n", 1)[1].split("\n\n", 1)[0]
+    entries: dict[str, list[str]] = {}
+    for line in section.splitlines():
+        entry = re.match(r"  (-\S.*?)(?: {2,}(.*))?$", line)
+        if entry:  # an option's line: its invocation, then maybe the first line of help
+            current = entries.setdefault(entry.group(1).split()[0].rstrip(","), [])
+            current.append(entry.group(2) or "")
+        else:  # a continuation of the help, indented further
+            assert line.startswith("   "), line
+            current.append(line)
+    return {name: " ".join(" ".join(parts).split()) for name, parts in entries.items()}
+
+
+@pytest.mark.parametrize("command", ["demo", "em", "mcmc", "compare"])
+def test_help_of_every_option_says_what_it_does_and_its_default(command, capsys, monkeypatch):
+    """Issue 14: each option of each subcommand has help text, and one with a default
+    (a number, a choice) shows it."""
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    entries = _option_entries(capsys.readouterr().out)
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    options = [a for a in sub.choices[command]._actions if a.option_strings]
+    assert sorted(entries) == sorted(a.option_strings[0] for a in options)
+    for action in options:
+        text = entries[action.option_strings[0]]
+        assert text, f"{command} {action.option_strings[0]} has no help"
+        if action.default not in (None, False, argparse.SUPPRESS):
+            assert f"(default: {action.default})" in text, (action.option_strings, text)
+    numeric = {a.option_strings[-1] for a in options if a.type in (int, float)}
+    expected = {
+        "demo": {"--max-components", "--seed", "--chains", "--warmup", "--samples"},
+        "em": {"--n-components", "--seed", "--n-init", "--max-iter", "--tol"},
+        "mcmc": {"--n-components", "--seed", "--n-init", "--chains", "--warmup", "--samples"},
+        "compare": {"--seed"},
+    }[command]
+    assert numeric == expected  # the options the issue names: none lost from the check
+
+
+def test_version_prints_name_and_version_and_exits_0():
+    from importlib.metadata import version
+
+    out = subprocess.run(
+        [sys.executable, "-m", "bayesgmm.cli", "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"bayesgmm {version('bayesgmm')}"
+
+
+def test_version_falls_back_to_the_package_attribute(monkeypatch):
+    from importlib import metadata
+
+    from bayesgmm.cli import _version
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    assert _version() == bg.__version__
 
 
 def test_em_subcommand_saves_json(tmp_path, faithful_csv, capsys):
@@ -162,3 +228,27 @@ def test_demo_runs_em_map_em_and_nuts(capsys):
     assert "NUTS under the same prior: 2 chains" in out
     assert "Posterior(" in out and "Sampler" in out
     assert "nan" not in out.lower()
+
+
+@pytest.mark.slow
+def test_mcmc_prints_the_arviz_summary_then_the_em_vs_posterior_report(
+    tmp_path, faithful_csv, capsys
+):
+    """Issue 14: after ArviZ's table, `mcmc` reports EM against the posterior."""
+    import warnings
+
+    out = tmp_path / "post.nc"
+    argv = ["mcmc", str(faithful_csv), "-k", "2", "--chains", "2", "--warmup", "100"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # few draws: the sampler's warnings are expected here
+        code = main([*argv, "--samples", "100", "--quiet", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0
+    table = text.index("ess_bulk")  # ArviZ's summary
+    heading = text.index("EM against the posterior: K=2, D=2, N=272, 2 chain(s) x 100 draws")
+    verdict = re.search(r"^Verdict: (OK|WARNING): ", text, flags=re.MULTILINE)
+    assert table < heading < verdict.start() < text.index(f"saved {out}")
+    for block in ("\nSampler\n", "\nEM against the posterior (94% HDI)\n", "\nMembership\n"):
+        assert block in text
+    post = load(out)
+    assert post.params.batch_shape == (2, 100) and post.reference is not None

@@ -6,6 +6,7 @@ exit code 2, and CSV files read without a silent guess."""
 import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -224,6 +225,59 @@ def test_spec_path_that_is_a_folder(tmp_path, csv_file, capsys, no_fitting):
 def test_seed_out_of_range(csv_file, capsys, no_fitting, seed):
     assert main(["em", str(csv_file), "-k", "1", "--seed", seed]) == 2
     assert "--seed must be an integer from 0 to" in one_line_error(capsys, "em")
+
+
+# Runs the command line in a fresh interpreter where importing ``sys.argv[1]`` fails.
+WITHOUT_PACKAGE = """
+import sys
+
+class Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == sys.argv[1]:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, Missing())
+from bayesgmm.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("missing", "command", "extra"),
+    [
+        ("numpyro", "mcmc", ["-k", "1"]),
+        ("arviz", "mcmc", ["-k", "1", "--out", "post.nc"]),
+        ("numpyro", "compare", ["s.toml", "--out", "res"]),
+        ("arviz", "demo", []),
+    ],
+)
+def test_missing_numpyro_or_arviz_is_a_one_line_error_before_any_work(
+    tmp_path, csv_file, missing, command, extra
+):
+    """Issue 14: a broken environment gets exit code 2 and how to install, no traceback,
+    and nothing is fitted or written first."""
+    import subprocess
+    import sys
+
+    write_spec(tmp_path, EM_ONLY)
+    argv = [command] if command == "demo" else [command, str(csv_file), *extra]
+    here = str(Path(bg.__file__).parents[1])  # the bayesgmm under test, not another install
+    pythonpath = os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
+    run = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PACKAGE, missing, *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": pythonpath},
+        timeout=120,
+    )
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr and run.stdout == ""
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"bayesgmm {command}: error: "), run.stderr
+    assert f"{missing} cannot be imported" in lines[0]
+    assert "pip install numpyro arviz" in lines[0]
+    assert sorted(os.listdir(tmp_path)) == ["data.csv", "s.toml"]  # no --out written
 
 
 # --- items 3 and 12: CSV files read without a silent guess ---------------------------------
