@@ -75,7 +75,7 @@ def _demo(args: argparse.Namespace) -> int:
     for K in range(1, args.max_components + 1):
         row = []
         for ct in bg.COVARIANCE_TYPES:
-            em = bg.fit_em(X, K, covariance_type=ct, n_init=5, seed=args.seed)
+            em = bg.fit_em(X, K, covariance_type=ct, n_init=5, seed=args.seed, feature_names=names)
             row.append(em.bic)
             if best is None or em.bic < best.bic:
                 best = em
@@ -89,7 +89,9 @@ def _demo(args: argparse.Namespace) -> int:
     K, ct = best.n_components, best.covariance_type
     prior = bg.Prior.default(X, K)
     t0 = time.perf_counter()
-    map_em = bg.fit_em(X, K, covariance_type=ct, prior=prior, n_init=5, seed=args.seed)
+    map_em = bg.fit_em(
+        X, K, covariance_type=ct, prior=prior, n_init=5, seed=args.seed, feature_names=names
+    )
     print(f"\nMAP-EM under {prior} ({time.perf_counter() - t0:.2f} s):\n")
     print(map_em.summary())
     shift = np.abs(np.asarray(map_em.params.means) - np.asarray(best.params.means)).max()
@@ -168,7 +170,7 @@ def _em(args: argparse.Namespace) -> int:
 
     _check_common(args)
     out = _check_out_file(args.out, ".json", "em", args.force) if args.out else None
-    X, _names = _read(args)
+    X, names = _read(args)
     prior = bg.Prior.default(X, args.n_components) if args.map else None
     em = bg.fit_em(
         X,
@@ -179,6 +181,7 @@ def _em(args: argparse.Namespace) -> int:
         max_iter=args.max_iter,
         tol=args.tol,
         seed=args.seed,
+        feature_names=names,
     )
     print(em.summary())
     if out is not None:
@@ -197,7 +200,7 @@ def _mcmc(args: argparse.Namespace) -> int:
 
     from bayesgmm.bayes._sample import sample_posterior
 
-    X, _names = _read(args)
+    X, names = _read(args)
     prior = bg.Prior.default(X, args.n_components)
     em = bg.fit_em(
         X,
@@ -206,6 +209,7 @@ def _mcmc(args: argparse.Namespace) -> int:
         prior=prior,
         n_init=args.n_init,
         seed=args.seed,
+        feature_names=names,
     )
     print(em.summary(), "\n")
     post = sample_posterior(
@@ -340,10 +344,11 @@ def _compare(args: argparse.Namespace) -> int:
     try:
         if out is not None:  # a run's files are written here, then moved into place
             staging = Path(tempfile.mkdtemp(prefix=".bayesgmm-partial-", dir=out))
-        X, _names = _read(args)
+        X, names = _read(args)
         res = compare_models(
             X,
             specs,
+            feature_names=names,
             criterion=args.criterion,
             nuts=nuts,
             seed=args.seed,
@@ -459,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument(
         "--tol",
         type=float,
-        default=1e-4,
+        default=1e-5,
         help="stop when the mean log-likelihood per sample (log posterior with --map) "
         "changes by less between iterations" + _DEFAULT,
     )

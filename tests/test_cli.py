@@ -97,12 +97,14 @@ def test_version_falls_back_to_the_package_attribute(monkeypatch):
 def test_em_subcommand_saves_json(tmp_path, faithful_csv, capsys):
     out = tmp_path / "fit.json"
     code = main(
-        ["em", str(faithful_csv), "-k", "2", "--columns", "eruptions,waiting", "--out", str(out)]
+        ["em", str(faithful_csv), "-k", "2", "--columns", "waiting,eruptions", "--out", str(out)]
     )
     assert code == 0
-    assert "BIC" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "BIC" in printed and "features: waiting, eruptions" in printed
     em = load(out)
     assert em.params.means.shape == (2, 2)
+    assert em.feature_names == ("waiting", "eruptions")  # the header's names, in file order
     assert main(["em", str(faithful_csv), "-k", "2", "--out", str(out)]) == 2  # no --force
     assert "--force" in capsys.readouterr().err
 
@@ -144,6 +146,7 @@ def test_compare_em_only_writes_results(tmp_path, faithful_csv, capsys):
     assert (out / "comparison.md").read_text().startswith("| rank |")
     assert (out / "comparison.png").stat().st_size > 1000
     assert load(out / "em_full-K2.json").bic == pytest.approx(table.loc[0, "bic"])
+    assert load(out / "em_full-K2.json").feature_names == ("eruptions", "waiting")
     assert json.loads((out / "spec_full.json").read_text())["kind"] == "ModelSpec"
     assert main(["compare", str(faithful_csv), str(spec), "--no-nuts", "--out", str(out)]) == 2
 

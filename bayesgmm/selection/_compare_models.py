@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import jax
 import numpy as np
@@ -19,6 +19,7 @@ import pandas as pd
 from bayesgmm._core._precision import x64
 from bayesgmm._core._validation import (
     check_data,
+    check_feature_names,
     check_sample_weight,
     check_seed,
     column_stats,
@@ -260,6 +261,7 @@ def compare_models(
     progress: Callable[[str], None] | bool | None = None,
     progress_bar: bool | None = None,
     allow_code: bool = False,
+    feature_names=None,
 ) -> ComparisonResult:
     """Fit every variant of ``specs`` and rank them.
 
@@ -302,6 +304,10 @@ def compare_models(
         Such a table imports and executes a Python file, so it is refused
         (``SpecError``, before any fit) unless this is True. Pass it only for
         specifications whose model file you have read and trust.
+    feature_names : sequence of str, optional
+        Names of the D columns, carried by every EM fit and posterior (and so
+        the files the command line writes); by default a DataFrame's string
+        column labels.
 
     Returns
     -------
@@ -314,6 +320,7 @@ def compare_models(
         raise ValueError(f"criterion={criterion!r} needs the NUTS runs; pass nuts=True.")
     seed = check_seed(seed)
     data = check_data(X, dtype=np.dtype(np.float64))
+    names = check_feature_names(feature_names, X, data.shape[1])
     w = check_sample_weight(sample_weight, data.shape[0], data.dtype)
     specs = _as_specs(specs)
     variants = [v for s in specs for v in s.variants()]
@@ -345,6 +352,8 @@ def compare_models(
         say(f"[{i}/{len(variants)}] EM   {v.name}")
         warn_data_problems(data, w, v.n_components)
         em = _fit_variant_em(data, w, v, seed)
+        if names is not None:
+            em = replace(em, feature_names=names)
         result.em[v.name] = em
         row = {
             "model": v.name,
@@ -364,6 +373,8 @@ def compare_models(
         if nuts and v.spec.nuts.get("enabled", True):
             say(f"[{i}/{len(variants)}] NUTS {v.name}")
             post = _fit_variant_nuts(data, w, v, seed, progress_bar, models)
+            if names is not None:
+                post = post.replace(feature_names=names)
             result.posteriors[v.name] = post
             row.update(_bayes_row(v.name, post, result))
         rows.append(row)
