@@ -80,7 +80,7 @@ def disagree():
     """Small N, and a posterior pulled away from the ML estimate (means shrunk, covariances up)."""
     X = bg.datasets.make_two_gaussians_1d(80, seed=4)
     em = bg.fit_em(X, 2, seed=0)
-    center = pulled(em.params, shrink=0.3, inflate=1.8)
+    center = pulled(em.params, shrink=0.4, inflate=2.0)
     post = make_posterior(X, approx_draws(center, len(X), seed=2), stats=good_stats(1))
     return X, em, post
 

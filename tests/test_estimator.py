@@ -245,7 +245,7 @@ def test_default_prior_gives_map_em(faithful, fitted):
     assert gm.lower_bound_ == pytest.approx(gm.result_.log_posterior / X.shape[0], rel=1e-12)
     assert not np.allclose(gm.covariances_, ml.covariances_, rtol=1e-4)
     # "default" is Prior.default(X, K) built at fit time.
-    em = bg.fit_em(X, 2, prior=bg.Prior.default(X, 2), seed=0)
+    em = bg.fit_em(X, 2, prior=bg.Prior.default(X, 2), seed=0, tol=gm.tol, max_iter=gm.max_iter)
     assert_allclose(gm.covariances_, np.asarray(em.params.covariances), rtol=1e-12)
 
 
