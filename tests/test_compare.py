@@ -10,6 +10,7 @@ import warnings
 
 import arviz as az
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.stats as st
 from sklearn.metrics import adjusted_rand_score
@@ -96,7 +97,16 @@ def test_table_has_every_unique_entry(agree):
     assert counts["covariance"] == K * D * (D + 1) // 2
     assert counts["sd"] == K * D
     assert counts["correlation"] == K * D * (D - 1) // 2
-    assert list(table.columns[:4]) == ["parameter", "component", "index", "name"]
+    assert list(table.columns[:7]) == [
+        "name", "em", "post_mean", "hdi_low", "hdi_high", "inside", "z"
+    ]  # fmt: skip
+    assert list(table.columns[-3:]) == ["parameter", "component", "index"]
+    # printed whole and rounded: no column hidden, no 16-digit floats
+    text = repr(table)
+    assert "..." not in text.splitlines()[0] and "ess_tail" in text and "index" in text
+    first = table.em.iloc[0]
+    assert f"{first:.4g}" in text and repr(float(first)) not in text
+    assert type(table[~table.inside]) is pd.DataFrame
     for col in ("em", "post_mean", "post_sd", "hdi_low", "hdi_high", "inside", "z"):
         assert col in table
     assert {"r_hat", "ess_bulk", "ess_tail"} <= set(table.columns)

@@ -57,22 +57,24 @@ __all__ = [
 ]
 
 PARAMETERS = ("weight", "mean", "covariance", "sd", "correlation")
-COLUMNS = (
-    "parameter",
-    "component",
-    "index",
+COLUMNS = (  # what a reader compares first; the entry's coordinates last
     "name",
     "em",
     "post_mean",
-    "post_sd",
     "hdi_low",
     "hdi_high",
     "inside",
     "z",
+    "post_sd",
     "r_hat",
     "ess_bulk",
     "ess_tail",
+    "parameter",
+    "component",
+    "index",
 )
+
+
 # Elements of the largest (draws x N x K) block of responsibilities held at once.
 
 
@@ -157,14 +159,16 @@ def em_vs_posterior(em, post: Posterior, *, hdi_prob: float = 0.94, relabel: boo
     Returns
     -------
     pandas.DataFrame
+        (an ``EMvsPosteriorTable``, which prints every column, rounded)
         One row per entry: ``weight`` (K), ``mean`` (K x D), ``covariance``
         (upper triangle, K x D(D+1)/2), ``sd`` (square roots of the variances,
         K x D) and ``correlation`` (K x D(D-1)/2). Columns:
 
-        ``parameter, component, index`` (``""``, ``"d"`` or ``"i,j"``),
-        ``name`` (e.g. ``"means[1,0]"``), ``em``, ``post_mean``, ``post_sd``,
-        ``hdi_low``, ``hdi_high``, ``inside`` (EM within the HDI), ``z``
-        (``(em - post_mean) / post_sd``), ``r_hat``, ``ess_bulk``, ``ess_tail``.
+        ``name`` (e.g. ``"means[1,0]"``), ``em``, ``post_mean``, ``hdi_low``,
+        ``hdi_high``, ``inside`` (EM within the HDI), ``z``
+        (``(em - post_mean) / post_sd``), ``post_sd``, ``r_hat``,
+        ``ess_bulk``, ``ess_tail``, then the entry's coordinates
+        ``parameter, component, index`` (``""``, ``"d"`` or ``"i,j"``).
 
         ``attrs`` holds ``hdi_prob``, ``matching`` (what was done to match
         labels), ``em_permutation``, ``fraction_permuted`` and ``relabel_method``.
@@ -227,7 +231,11 @@ def em_vs_posterior(em, post: Posterior, *, hdi_prob: float = 0.94, relabel: boo
         columns=list(COLUMNS),
     )
     table.attrs.update(hdi_prob=float(hdi_prob), **info)
-    return table
+    from bayesgmm.diagnostics._tables import EMvsPosteriorTable  # pandas, on first use
+
+    out = EMvsPosteriorTable(table)
+    out.attrs.update(table.attrs)
+    return out
 
 
 @x64
