@@ -20,7 +20,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 # One worker per core, each test module kept whole on one worker (its module
-# fixtures are computed once); about 10 minutes on 2 cores for 19 minutes of CPU time.
+# fixtures are computed once); about 30 minutes on 2 cores (46 minutes of CPU time), and
+# less on a second run, which reads the compiled programs from the disk cache.
 test: lint
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
