@@ -100,7 +100,8 @@ def test_table_has_every_unique_entry(agree):
     assert list(table.columns[:7]) == [
         "name", "em", "post_mean", "hdi_low", "hdi_high", "inside", "z"
     ]  # fmt: skip
-    assert list(table.columns[-3:]) == ["parameter", "component", "index"]
+    assert list(table.columns[-4:]) == ["parameter", "component", "index", "feature"]
+    assert (table.feature == table["index"]).all()  # no names: the index itself
     # printed whole and rounded: no column hidden, no 16-digit floats
     text = repr(table)
     assert "..." not in text.splitlines()[0] and "ess_tail" in text and "index" in text

@@ -88,3 +88,11 @@ def test_plots_label_axes_with_the_names(frame, post):
     ax = bg.plots.plot_density_2d(X, None, post)
     assert (ax.get_xlabel(), ax.get_ylabel()) == NAMES
     plt.close("all")
+
+
+def test_em_vs_posterior_names_the_features(frame, post):
+    em = bg.fit_em(frame, 2, prior=bg.Prior.default(frame.to_numpy(), 2))
+    table = bg.em_vs_posterior(em, post).set_index("name")
+    assert table.loc["means[1,1]", "feature"] == "waiting"
+    assert table.loc["covariances[0,0,1]", "feature"] == "eruptions,waiting"
+    assert table.loc["weights[0]", "feature"] == ""

@@ -72,6 +72,7 @@ COLUMNS = (  # what a reader compares first; the entry's coordinates last
     "parameter",
     "component",
     "index",
+    "feature",
 )
 
 
@@ -168,7 +169,10 @@ def em_vs_posterior(em, post: Posterior, *, hdi_prob: float = 0.94, relabel: boo
         ``hdi_high``, ``inside`` (EM within the HDI), ``z``
         (``(em - post_mean) / post_sd``), ``post_sd``, ``r_hat``,
         ``ess_bulk``, ``ess_tail``, then the entry's coordinates
-        ``parameter, component, index`` (``""``, ``"d"`` or ``"i,j"``).
+        ``parameter, component, index`` (``""``, ``"d"`` or ``"i,j"``) and
+        ``feature``: the index as the features' names (``"waiting"``,
+        ``"eruptions,waiting"``) when the fit or the posterior carries
+        ``feature_names``, else the index.
 
         ``attrs`` holds ``hdi_prob``, ``matching`` (what was done to match
         labels), ``em_permutation``, ``fraction_permuted`` and ``relabel_method``.
@@ -211,6 +215,11 @@ def em_vs_posterior(em, post: Posterior, *, hdi_prob: float = 0.94, relabel: boo
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(sd > 0, (em_values - mean) / sd, np.nan)
     parameter, component, index, name = (list(col) for col in zip(*meta, strict=True))
+    names = post.feature_names or getattr(em, "feature_names", None)
+    feature = [
+        idx if names is None else ",".join(names[int(i)] for i in idx.split(",") if i)
+        for idx in index
+    ]
     table = pd.DataFrame(
         {
             "parameter": pd.Categorical(parameter, categories=PARAMETERS),
@@ -227,6 +236,7 @@ def em_vs_posterior(em, post: Posterior, *, hdi_prob: float = 0.94, relabel: boo
             "r_hat": r_hat,
             "ess_bulk": ess_bulk,
             "ess_tail": ess_tail,
+            "feature": feature,
         },
         columns=list(COLUMNS),
     )
