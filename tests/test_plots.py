@@ -66,6 +66,17 @@ def mixture_pdf(x, weights, means, variances):
     )
 
 
+# One panel per parameter kind and feature, for features named "u" and "v".
+PANEL_TITLES_UV = [
+    "weight",
+    "mean (u)",
+    "mean (v)",
+    "variance (u)",
+    "covariance (u, v)",
+    "variance (v)",
+]
+
+
 @pytest.fixture(scope="module")
 def one_d():
     return fit(bg.datasets.make_two_gaussians_1d(300, seed=0), 2)
@@ -296,14 +307,7 @@ def test_parameters_one_panel_per_scale(pulled_2d, tmp_path):
     axes = plots.plot_parameters(em, post, feature_names=["u", "v"])
     shown = [ax for ax in axes.ravel() if ax.get_visible()]
     titles = [ax.get_title() for ax in shown]
-    assert titles == [
-        "weight",
-        "mean (u)",
-        "mean (v)",
-        "variance (u)",
-        "covariance (u, v)",
-        "variance (v)",
-    ]
+    assert titles == PANEL_TITLES_UV
     groups = [("weight", ""), ("mean", "0"), ("mean", "1")]
     groups += [("covariance", i) for i in ("0,0", "0,1", "1,1")]
     n_outside = 0
@@ -420,14 +424,7 @@ def test_trace(two_d, tmp_path):
     _, em, post = two_d
     axes = plots.plot_trace(em, post, feature_names=["u", "v"])
     titles = [row[0].get_title() for row in axes]
-    assert titles == [
-        "weight",
-        "mean (u)",
-        "mean (v)",
-        "variance (u)",
-        "covariance (u, v)",
-        "variance (v)",
-    ]
+    assert titles == PANEL_TITLES_UV
     relabelled = post.relabel(reference=em.params).params.to_numpy()
     p = em.params.to_numpy()
     # the mean (v) row: one trace per chain and component, in the component's colour,
