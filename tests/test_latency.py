@@ -18,9 +18,11 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from scipy.stats import multivariate_normal
 
 import bayesgmm as bg
-from bayesgmm._core._blocks import bucket, em_block_layout
+from bayesgmm._core import _blocks
+from bayesgmm._core._blocks import bucket, component_class, em_block_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,8 +65,9 @@ def test_bucket_ladder():
     for n in range(1, 5000, 7):
         b = bucket(n, steps=16)
         assert n <= b <= max(n + 1, 1.05 * n)
-    # one block: a power of two; several: the number of blocks on the ladder
-    assert em_block_layout(272, 2, 2) == (1, 1, 512)
+    # one block: every N up to the block's rows shares it; several: blocks on the ladder
+    assert em_block_layout(272, 2, 2) == em_block_layout(20, 2, 2) == (1, 1, 4096)
+    assert em_block_layout(272, 8, 2) == (1, 1, 1024)
     n_alloc, n_used, B = em_block_layout(100_000, 8, 10)
     assert n_used == -(-100_000 // B) and n_alloc == bucket(n_used) >= n_used
     assert em_block_layout(272, 2, 2, block_size=100) == (3, 3, 100)  # exact when given
@@ -99,9 +102,57 @@ def test_second_fit_of_a_shape_class_compiles_nothing():
         em = bg.fit_em(Y, 3, n_init=2)
     assert names == [], names
     assert em.n_samples == 280.0
+    assert component_class(280, 3, 3) == component_class(280, 7, 3) == 8
     with compilations() as names:
-        bg.fit_em(Y, 4, n_init=2)  # a new K is a new program
+        other_k = [bg.fit_em(Y, k, n_init=2) for k in (1, 4, 7)]  # K padded to 8: one program
+    assert names == [], names
+    assert [em.n_components for em in other_k] == [1, 4, 7]
+    with compilations() as names:
+        bg.fit_em(np.c_[Y, Y[:, :1] ** 2], 3, n_init=2)  # a new D is a new program
     assert any("fit_restarts" in name for name in names)
+
+
+def test_padded_components_change_nothing_beyond_rounding(monkeypatch):
+    """A fit with K padded to its class equals the unpadded fit, for every init and structure."""
+    X = bg.datasets.load_faithful()
+    assert component_class(len(X), 3, 2) == 8
+    for structure in ("full", "tied", "diag", "spherical"):
+        for init in ("kmeans++", "kmeans", "random", "random_from_data"):
+            padded = bg.fit_em(X, 3, covariance_type=structure, init=init, n_init=2, seed=1)
+            with monkeypatch.context() as m:
+                m.setattr(_blocks, "COMPONENT_PAD_ELEMENTS", 0)  # no class: K itself
+                assert component_class(len(X), 3, 2) == 3
+                exact = bg.fit_em(X, 3, covariance_type=structure, init=init, n_init=2, seed=1)
+            assert padded.n_iter == exact.n_iter, (structure, init)
+            assert padded.n_components == 3
+            np.testing.assert_allclose(padded.log_likelihood, exact.log_likelihood, rtol=1e-12)
+            for name in ("weights", "means", "covariances"):
+                np.testing.assert_allclose(
+                    getattr(padded.params, name), getattr(exact.params, name), atol=1e-10
+                )
+
+
+def test_scoring_pads_rows_and_components_into_one_program():
+    """Densities of any K of a class on any N up to a block: one compiled program, same values."""
+    X = bg.datasets.load_faithful()
+    fits = {k: bg.fit_em(X, k, seed=0) for k in (2, 5)}
+    fits[2].params.log_prob(X[:10])
+    with compilations() as names:
+        values = {(k, n): fits[k].params.log_prob(X[:n]) for k in fits for n in (3, 54, 55, 272)}
+        resp = fits[5].params.responsibilities(X[:40])
+    assert [n for n in names if "log_prob" in n] == [], names
+    for (k, n), value in values.items():
+        p = fits[k].params
+        direct = np.log(
+            sum(
+                p.weights[j] * multivariate_normal(p.means[j], p.covariances[j]).pdf(X[:n])
+                for j in range(k)
+            )
+        )
+        assert value.shape == (n,)
+        np.testing.assert_allclose(value, direct, rtol=1e-10)
+    assert resp.shape == (40, 5)
+    np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-12)
 
 
 def test_repeated_estimator_calls_compile_nothing():

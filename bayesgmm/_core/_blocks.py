@@ -23,7 +23,10 @@ __all__ = [
     "DRAW_BLOCK_ELEMENTS",
     "EM_BLOCK_ELEMENTS",
     "bucket",
+    "component_class",
     "em_block_layout",
+    "em_rows_per_block",
+    "row_class",
     "rows_per_block",
 ]
 
@@ -71,20 +74,59 @@ def em_block_layout(n_samples: int, n_components: int, n_features: int, block_si
     n_used`` blocks are allocated, the rest zero-weight padding, so that the
     shape ``(n_alloc, B, D)`` depends only on the shape class of N (one
     program compiled per class; the E-step skips the padding blocks). Data that
-    fit in one block get ``B`` = the next power of two (at least
-    :data:`MIN_ROWS`) rows. With ``block_size`` given the
-    layout is exact: no shape class, ``n_alloc == n_used``, ``B <= N``.
+    fit in one block all share the one-block class: a single block of ``B``
+    rows, whatever N (50 rows or 1,000 at K x D = 16: the padding rows cost
+    microseconds per iteration, a new program a second). With ``block_size``
+    given the layout is exact: no shape class, ``n_alloc == n_used``, ``B <= N``.
     """
     if block_size is not None:
         block_size = min(block_size, n_samples)
         n_blocks = -(-n_samples // block_size)
         return n_blocks, n_blocks, block_size
+    block_size = em_rows_per_block(n_components, n_features)
+    if n_samples <= block_size:
+        return 1, 1, block_size
+    n_used = -(-n_samples // block_size)
+    return bucket(n_used), n_used, block_size
+
+
+def em_rows_per_block(n_components: int, n_features: int) -> int:
+    """Rows of one E-step block for K components and D features (see the module docstring)."""
     width = max(1, n_components * n_features)
     block_size = EM_BLOCK_ELEMENTS // width
     if block_size < 64:
         block_size = max(256, (EM_BLOCK_ELEMENTS << 6) // width)
-    if n_samples <= block_size:
-        # one block: a power of two (the padding costs little at this size)
-        return 1, 1, max(MIN_ROWS, 1 << (int(n_samples) - 1).bit_length())
-    n_used = -(-n_samples // block_size)
-    return bucket(n_used), n_used, block_size
+    return block_size
+
+
+def row_class(n_samples: int, n_components: int, n_features: int) -> int:
+    """Rows that per-row work on N rows (densities, responsibilities) is padded to.
+
+    Up to one E-step block (:func:`em_rows_per_block`) every N shares that
+    size; above it, the ladder of :func:`bucket`.
+    """
+    block = em_rows_per_block(n_components, n_features)
+    return block if n_samples <= block else bucket(n_samples)
+
+
+#: Components of a small fit are padded up to their class (8, 16, 32, ...)
+#: while the padded E-step holds at most this many elements (rows x K x D):
+#: then one compiled program serves every K of the class (K = 1..8 on Old
+#: Faithful), and the extra work, a few hundred microseconds per iteration,
+#: is far below the second or so that compiling a new program costs.
+COMPONENT_PAD_ELEMENTS = 1 << 18
+#: The smallest component class.
+MIN_COMPONENTS = 8
+
+
+def component_class(n_samples: int, n_components: int, n_features: int) -> int:
+    """How many components a fit of N rows, K components, D features computes with.
+
+    ``max(8, next power of two >= K)`` when that padded problem is small
+    (rows of its shape class x K x D at most :data:`COMPONENT_PAD_ELEMENTS`),
+    else ``K`` itself: large fits run long enough for their own program to pay.
+    """
+    k = max(MIN_COMPONENTS, 1 << (int(n_components) - 1).bit_length())
+    if row_class(n_samples, k, n_features) * k * max(1, int(n_features)) > COMPONENT_PAD_ELEMENTS:
+        return int(n_components)
+    return k

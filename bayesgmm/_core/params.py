@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm._core import _mixture, _pytree
+from bayesgmm._core import _blocks, _mixture, _pytree
 from bayesgmm._core._precision import resolve_dtype, x64
 from bayesgmm._core._validation import check_data, check_positive_int
 
@@ -151,6 +151,34 @@ class GMMParams:
         nb = len(self.batch_shape)
         return jax.tree.map(lambda leaf: leaf.reshape((-1, *leaf.shape[nb:])), self)
 
+    def _pad_components(self, n_components: int) -> GMMParams:
+        """These parameters with components of weight 0, mean 0, covariance I appended.
+
+        The padding of a component class (:func:`bayesgmm._core._blocks.component_class`):
+        every density and responsibility of the first K components is unchanged.
+        """
+        extra = n_components - self.n_components
+        if extra <= 0:
+            return self
+        batch, D = self.batch_shape, self.n_features
+        xp = jnp if any(_is_tracer(x) for x in jax.tree.leaves(self)) else np
+        eye = xp.broadcast_to(xp.eye(D, dtype=self.dtype), (*batch, extra, D, D))
+        return GMMParams._unchecked(
+            xp.concatenate([self.weights, xp.zeros((*batch, extra), self.dtype)], axis=-1),
+            xp.concatenate([self.means, xp.zeros((*batch, extra, D), self.dtype)], axis=-2),
+            xp.concatenate([self.covariances, eye], axis=-3),
+        )
+
+    def _take_components(self, n_components: int) -> GMMParams:
+        """The first ``n_components`` components (undoes :meth:`_pad_components`)."""
+        if n_components == self.n_components:
+            return self
+        return GMMParams._unchecked(
+            self.weights[..., :n_components],
+            self.means[..., :n_components, :],
+            self.covariances[..., :n_components, :, :],
+        )
+
     def to_numpy(self) -> dict[str, np.ndarray]:
         """The three arrays as a dict of NumPy arrays."""
         return {
@@ -177,6 +205,31 @@ class GMMParams:
     def _rows(self, X):
         return jax.numpy.asarray(check_data(X, dtype=self.dtype, n_features=self.n_features))
 
+    def _per_row(self, fn, X, *, per_component: bool) -> np.ndarray:
+        """``fn(params, rows)`` on ``X`` padded to its shape class, cut back to N (and K).
+
+        Rows are padded up to their :func:`~bayesgmm._core._blocks.row_class`
+        (copies of the first row) and unbatched parameters' components up to
+        their :func:`~bayesgmm._core._blocks.component_class`, so that scoring
+        data of similar size, or fits of another K, reuse one compiled program.
+        """
+        data = check_data(X, dtype=self.dtype, n_features=self.n_features)
+        if any(_is_tracer(leaf) for leaf in jax.tree.leaves(self)):
+            return fn(self, data)
+        N, D = data.shape
+        K = self.n_components
+        params = self
+        if not self.batch_shape:
+            params = self._pad_components(_blocks.component_class(N, K, D))
+        n = _blocks.row_class(N, params.n_components, D)
+        rows = np.empty((n, D), data.dtype)
+        rows[:N] = data
+        rows[N:] = data[:1]
+        # NumPy arguments go to the compiled program as they are: jnp.asarray
+        # would compile a small copying program for every new shape.
+        out = np.asarray(fn(params, rows))
+        return out[..., :N, :K] if per_component else out[..., :N]
+
     @x64
     def log_prob_components(self, X) -> np.ndarray:
         """Joint log density ``log w_k + log N(x_n | mu_k, Sigma_k)`` of each row and component.
@@ -189,7 +242,7 @@ class GMMParams:
         -------
         ndarray of shape (..., N, K)
         """
-        return np.asarray(_mixture.log_prob_components_jit(self, self._rows(X)))
+        return self._per_row(_mixture.log_prob_components_jit, X, per_component=True)
 
     @x64
     def log_prob(self, X) -> np.ndarray:
@@ -205,7 +258,7 @@ class GMMParams:
         ndarray of shape (..., N)
             One value per row, for each set of parameters in the batch.
         """
-        return np.asarray(_mixture.log_prob_jit(self, self._rows(X)))
+        return self._per_row(_mixture.log_prob_jit, X, per_component=False)
 
     @x64
     def responsibilities(self, X) -> np.ndarray:
@@ -230,12 +283,11 @@ class GMMParams:
             When a row lies so far away that even its whitened residual
             overflows (``|x|`` near the largest float), with the rows named.
         """
-        data = self._rows(X)
-        resp = np.asarray(_mixture.responsibilities_jit(self, data))
+        resp = self._per_row(_mixture.responsibilities_jit, X, per_component=True)
         ok = np.isfinite(resp).all(axis=-1)
         if not ok.all():
             bad = np.flatnonzero(~ok.reshape(-1, ok.shape[-1]).all(axis=0))
-            big = float(np.abs(np.asarray(data)[bad]).max())
+            big = float(np.abs(np.asarray(self._rows(X))[bad]).max())
             raise ValueError(
                 f"the responsibilities of {bad.size} row(s) of X, first row {bad[0]}, cannot "
                 f"be computed in {self.dtype}: the rows lie so far from every component (values "

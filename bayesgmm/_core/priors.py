@@ -100,7 +100,8 @@ class Prior:
             ("dof", nu),
             ("scale", scale),
         ):
-            object.__setattr__(self, name, jnp.asarray(value))
+            # device_put, not jnp.asarray: no small program compiled per shape
+            object.__setattr__(self, name, jax.device_put(value))
 
     @classmethod
     @x64

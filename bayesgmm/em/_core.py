@@ -19,7 +19,7 @@ from bayesgmm._core import covariance as _cov
 from bayesgmm._core._mixture import component_log_prob
 from bayesgmm._core.params import GMMParams
 from bayesgmm._core.priors import log_prior
-from bayesgmm.em._init import initial_responsibilities
+from bayesgmm.em._init import active_components, initial_responsibilities
 
 
 class Stats(NamedTuple):
@@ -133,7 +133,7 @@ def stats_from_responsibilities(X, w, resp) -> Stats:
     return Stats(counts, sums, outer, zero, zero)
 
 
-def m_step(stats: Stats, structure: str, prior, reg_covar) -> GMMParams:
+def m_step(stats: Stats, structure: str, prior, reg_covar, n_active=None) -> GMMParams:
     """Parameters maximising the expected complete-data log-likelihood (or posterior).
 
     Means: ``(sum_n r_nk x_n + kappa m0) / (N_k + kappa)`` (``kappa = 0``
@@ -141,12 +141,23 @@ def m_step(stats: Stats, structure: str, prior, reg_covar) -> GMMParams:
     scatter matrices about those means, plus ``reg_covar * I``. Weights:
     ``(N_k + alpha_k - 1) / (N + sum(alpha) - K)`` (``alpha = 1`` without a prior).
     Empty components are guarded by ``10 * eps`` as in scikit-learn.
+
+    With ``n_active`` (components padded to a shape class, maximum likelihood
+    only), the components from ``n_active`` on are padding: their counts are
+    taken as exactly 0, so every total is that of the first ``n_active``, and
+    they come out with weight 0, mean 0 and covariance ``I``.
     """
     dtype = stats.sums.dtype
     K, D = stats.sums.shape
+    active = active_components(K, n_active)
     counts = stats.counts + 10 * jnp.finfo(dtype).eps
+    if active is not None:
+        if prior is not None:
+            raise ValueError("padded components are for maximum likelihood EM only")
+        counts = jnp.where(active, counts, 0.0)
     if prior is None:
-        means = stats.sums / counts[:, None]
+        # (counts are > 0 except on padding, whose sums are 0: its means are 0)
+        means = stats.sums / jnp.where(counts > 0, counts, 1.0)[:, None]
         scatter = stats.outer - counts[:, None, None] * jnp.einsum("kd,ke->kde", means, means)
         weights = counts / counts.sum()
     else:
@@ -161,6 +172,9 @@ def m_step(stats: Stats, structure: str, prior, reg_covar) -> GMMParams:
         weights = (counts + alpha - 1.0) / (counts.sum() + alpha.sum() - K)
     cov = _cov.get(structure).m_step(_linalg.symmetrize(scatter), counts, prior)
     cov = cov + reg_covar * jnp.eye(D, dtype=dtype)
+    if active is not None:  # the padding's 0 / 0 replaced by a harmless component
+        means = jnp.where(active[:, None], means, 0.0)
+        cov = jnp.where(active[:, None, None], cov, jnp.eye(D, dtype=dtype))
     return GMMParams._unchecked(weights, means, cov)
 
 
@@ -176,7 +190,7 @@ def _all_finite(params: GMMParams):
 
 
 def run_em(
-    params0, X, w, *, structure, prior, reg_covar, tol, max_iter: int, n_used=None
+    params0, X, w, *, structure, prior, reg_covar, tol, max_iter: int, n_used=None, n_active=None
 ) -> EMState:
     """EM from ``params0`` until the mean objective changes by less than ``tol``.
 
@@ -193,7 +207,7 @@ def run_em(
         stats = e_step(s.params, X, w, n_used)
         obj = objective(s.params, stats, structure, prior)
         ok = jnp.isfinite(obj)
-        new = m_step(stats, structure, prior, reg_covar)
+        new = m_step(stats, structure, prior, reg_covar, n_active)
         mean_obj = obj / total_w
         converged = ok & (jnp.abs(mean_obj - s.prev_objective) < tol)
         return EMState(
@@ -259,14 +273,16 @@ def finish(state: EMState, X, w, *, structure, prior, n_used=None) -> FitOutput:
     )
 
 
-def init_params(key, X, w, *, n_components, method, structure, prior, reg_covar) -> GMMParams:
+def init_params(
+    key, X, w, *, n_components, method, structure, prior, reg_covar, n_active=None
+) -> GMMParams:
     """Initial parameters: responsibilities by ``method``, then one M-step."""
     flat_x = X.reshape(-1, X.shape[-1])
     flat_w = w.reshape(-1)
     # Padding rows have weight 0: log(0) = -inf keeps them from being chosen.
-    resp = initial_responsibilities(key, flat_x, flat_w, n_components, method)
+    resp = initial_responsibilities(key, flat_x, flat_w, n_components, method, n_active)
     stats = stats_from_responsibilities(X, w, resp.reshape(*w.shape, n_components))
-    return m_step(stats, structure, prior, reg_covar)
+    return m_step(stats, structure, prior, reg_covar, n_active)
 
 
 def fit_restarts(
@@ -283,6 +299,7 @@ def fit_restarts(
     tol,
     max_iter,
     n_used=None,
+    n_active=None,
 ) -> FitOutput:
     """Run EM from every key in ``keys``, one after another; ``params0`` overrides the init.
 
@@ -294,6 +311,10 @@ def fit_restarts(
 
     ``n_used`` (a traced integer, or None for all) is how many of the blocks of
     ``X`` hold data; the rest are zero-weight padding of the shape class.
+    ``n_active`` (a traced integer, or None for all) is how many of the
+    ``n_components`` are the model's; the rest are padding of the component
+    class, with weight 0 from start to end (maximum likelihood only, and
+    ``params0`` padded accordingly).
     """
 
     def one(key):
@@ -307,6 +328,7 @@ def fit_restarts(
                 structure=structure,
                 prior=prior,
                 reg_covar=reg_covar,
+                n_active=n_active,
             )
         else:
             p0 = params0
@@ -320,6 +342,7 @@ def fit_restarts(
             tol=tol,
             max_iter=max_iter,
             n_used=n_used,
+            n_active=n_active,
         )
         return finish(state, X, w, structure=structure, prior=prior, n_used=n_used)
 

@@ -17,10 +17,8 @@ import numbers
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm._core import _linalg
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._blocks import em_block_layout
 from bayesgmm._core._precision import resolve_dtype, x64
@@ -288,7 +286,7 @@ def _standardized(prep: Prepared, n_components: int, prior):
         w = w / (scale if np.isfinite(scale) and scale > 0 else float(w.max()))
     ws = np.zeros(n_blocks * B, data.dtype)
     ws[:N] = w
-    return std, std.blocks(data, n_blocks, B), jnp.asarray(ws.reshape(n_blocks, B))
+    return std, std.blocks(data, n_blocks, B), jax.device_put(ws.reshape(n_blocks, B))
 
 
 @x64
@@ -320,7 +318,7 @@ def m_step_params(prep: Prepared, resp, *, prior, reg_covar) -> GMMParams:
     params = _m_step_jit(
         Xs,
         ws,
-        jnp.asarray(padded.reshape(n_blocks, B, K)),
+        jax.device_put(padded.reshape(n_blocks, B, K)),
         std.prior_in(prior),
         np.asarray(reg_covar / std.scale**2, prep.data.dtype),
         structure=prep.structure,
@@ -364,16 +362,27 @@ def evaluate_start(prep: Prepared, params: GMMParams) -> EMResult:
     )
 
 
-@x64
 def inverse_and_factor(mat):
     """For SPD ``mat`` (..., D, D): ``U = L^{-T}`` (``mat = L L^T``) and ``mat^{-1} = U U^T``.
 
-    One Cholesky factorisation and one triangular solve; entries are NaN where
-    ``mat`` is not positive definite.
+    One Cholesky factorisation and one inversion of the factor per matrix, in
+    NumPy (a handful of small matrices: no compiled program per shape);
+    entries are NaN where ``mat`` is not positive definite.
     """
-    factor = _linalg.precision_cholesky(_linalg.cholesky(jnp.asarray(mat)))
-    inverse = _linalg.symmetrize(factor @ jnp.swapaxes(factor, -1, -2))
-    return np.asarray(factor), np.asarray(inverse)
+    dtype = np.asarray(mat).dtype
+    mat = np.asarray(mat, dtype=np.float64)
+    flat = mat.reshape(-1, *mat.shape[-2:])
+    factor = np.full_like(flat, np.nan)
+    for i, m in enumerate(flat):
+        try:
+            chol = np.linalg.cholesky(m)
+        except np.linalg.LinAlgError:
+            continue
+        factor[i] = np.tril(np.linalg.inv(chol)).T  # L^{-1} is lower triangular
+    factor = factor.reshape(mat.shape)
+    inverse = factor @ np.swapaxes(factor, -1, -2)
+    inverse = 0.5 * (inverse + np.swapaxes(inverse, -1, -2))
+    return factor.astype(dtype, copy=False), inverse.astype(dtype, copy=False)
 
 
 # ------------------------------------------------------- *_init arguments ---

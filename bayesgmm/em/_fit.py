@@ -10,7 +10,7 @@ import numpy as np
 
 from bayesgmm._core import _memory_maps, _warnings
 from bayesgmm._core import covariance as _cov
-from bayesgmm._core._blocks import em_block_layout
+from bayesgmm._core._blocks import component_class, em_block_layout
 from bayesgmm._core._precision import resolve_dtype, x64
 from bayesgmm._core._threads import single_threaded_blas
 from bayesgmm._core._validation import (
@@ -398,7 +398,11 @@ def fit_validated(
         if stats is None:
             stats = column_stats(data, w)
         std = Standardizer.from_stats(stats)
-        n_blocks, n_used, B = em_block_layout(N, K, D, block_size)
+        # Maximum likelihood on small data: K padded to its class (one program
+        # for K = 1..8); the padding components keep weight 0 throughout.
+        padded = prior is None and block_size is None
+        K_fit = component_class(N, K, D) if padded else K
+        n_blocks, n_used, B = em_block_layout(N, K_fit, D, block_size)
         pad = n_blocks * B - N
         Xs = std.blocks(data, n_blocks, B)
         del data  # the caller's array, or check_fit_inputs' conversion of it
@@ -409,8 +413,8 @@ def fit_validated(
             jax.random.split(key, n_init),
             Xs,
             jax.device_put(ws),
-            None if params0 is None else std.params_in(params0),
-            n_components=K,
+            None if params0 is None else std.params_in(params0)._pad_components(K_fit),
+            n_components=K_fit,
             method="given" if params0 is not None else init,
             structure=structure,
             prior=std.prior_in(prior),
@@ -418,9 +422,13 @@ def fit_validated(
             tol=np.asarray(tol, dt),
             max_iter=max_iter,
             n_used=np.asarray(n_used, np.int32),
+            n_active=np.asarray(K, np.int32) if padded else None,
         )
         if _em_core.fit_restarts_jit._cache_size() != programs:  # this fit compiled one
             _memory_maps.release_if_near_limit()
+        out = jax.tree.map(np.asarray, out)  # one transfer, then NumPy slicing
+        if K_fit != K:
+            out = out._replace(params=out.params._take_components(K))
         return _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale)
 
 

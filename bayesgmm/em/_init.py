@@ -27,13 +27,26 @@ def _sq_distances(X, centers):
     return jnp.maximum(d2, 0.0)
 
 
-def _nearest(X, centers, n_components):
-    return jax.nn.one_hot(
-        jnp.argmin(_sq_distances(X, centers), axis=1), n_components, dtype=X.dtype
-    )
+def _nearest(X, centers, n_components, active=None):
+    d2 = _sq_distances(X, centers)
+    if active is not None:  # padding components are never nearest
+        d2 = jnp.where(active, d2, jnp.inf)
+    return jax.nn.one_hot(jnp.argmin(d2, axis=1), n_components, dtype=X.dtype)
 
 
-def kmeans_plusplus(key, X, sample_weight, n_components: int):
+def active_components(n_components: int, n_active):
+    """Mask of the components in use, (K,) booleans; None when all are (``n_active`` None).
+
+    Small fits run with ``K`` padded up to a shape class (see
+    :func:`bayesgmm._core._blocks.component_class`): the first ``n_active``
+    components are the model's, the rest have weight 0 throughout.
+    """
+    if n_active is None:
+        return None
+    return jnp.arange(n_components) < n_active
+
+
+def kmeans_plusplus(key, X, sample_weight, n_components: int, n_active=None):
     """Centres chosen by weighted k-means++ (Arthur & Vassilvitskii, 2007).
 
     Parameters
@@ -42,6 +55,10 @@ def kmeans_plusplus(key, X, sample_weight, n_components: int):
     X : array of shape (N, D)
     sample_weight : array of shape (N,)
     n_components : int
+    n_active : int or traced int, optional
+        Only the first ``n_active`` centres are chosen (the rest stay 0): the
+        centres of a padded fit are those of the unpadded one, because the
+        ``i``-th of ``split(key, n)`` does not depend on ``n``.
 
     Returns
     -------
@@ -59,15 +76,16 @@ def kmeans_plusplus(key, X, sample_weight, n_components: int):
         centers = centers.at[i].set(X[idx])
         return centers, jnp.minimum(d2, jnp.sum((X - X[idx]) ** 2, axis=1))
 
-    centers, _ = jax.lax.fori_loop(1, n_components, pick, (centers, d2))
+    stop = n_components if n_active is None else n_active
+    centers, _ = jax.lax.fori_loop(1, stop, pick, (centers, d2))
     return centers
 
 
-def _lloyd(X, sample_weight, centers, n_iter: int):
+def _lloyd(X, sample_weight, centers, n_iter: int, active=None):
     """``n_iter`` weighted Lloyd iterations; an empty cluster keeps its centre."""
 
     def step(_, centers):
-        assign = _nearest(X, centers, centers.shape[0]) * sample_weight[:, None]
+        assign = _nearest(X, centers, centers.shape[0], active) * sample_weight[:, None]
         counts = assign.sum(axis=0)
         new = (assign.T @ X) / jnp.maximum(counts, 1e-300)[:, None]
         return jnp.where(counts[:, None] > 0, new, centers)
@@ -75,7 +93,7 @@ def _lloyd(X, sample_weight, centers, n_iter: int):
     return jax.lax.fori_loop(0, n_iter, step, centers)
 
 
-def initial_responsibilities(key, X, sample_weight, n_components: int, method: str):
+def initial_responsibilities(key, X, sample_weight, n_components: int, method: str, n_active=None):
     """Initial responsibilities by ``method``.
 
     Parameters
@@ -92,23 +110,33 @@ def initial_responsibilities(key, X, sample_weight, n_components: int, method: s
         weight) as centres, hard assignment to the nearest. Unlike
         scikit-learn's method of that name, every row is assigned, so the
         initial covariances come from the data rather than from ``reg_covar``.
+    n_active : int or traced int, optional
+        With ``K`` padded to a shape class, the number of components in use:
+        the padding components get no responsibility, and the result's first
+        ``n_active`` columns are what ``n_components=n_active`` gives.
 
     Returns
     -------
     array of shape (N, K)
     """
+    active = active_components(n_components, n_active)
     if method == "kmeans++":
-        centers = kmeans_plusplus(key, X, sample_weight, n_components)
+        centers = kmeans_plusplus(key, X, sample_weight, n_components, n_active)
     elif method == "kmeans":
-        centers = kmeans_plusplus(key, X, sample_weight, n_components)
-        centers = _lloyd(X, sample_weight, centers, _LLOYD_ITERATIONS)
+        centers = kmeans_plusplus(key, X, sample_weight, n_components, n_active)
+        centers = _lloyd(X, sample_weight, centers, _LLOYD_ITERATIONS, active)
     elif method == "random":
-        resp = jax.random.uniform(key, (X.shape[0], n_components), dtype=X.dtype)
+        # column k from the k-th key, so that padding adds columns and changes none
+        keys = jax.random.split(key, n_components)
+        resp = jax.vmap(lambda k: jax.random.uniform(k, (X.shape[0],), dtype=X.dtype))(keys).T
+        if active is not None:
+            resp = jnp.where(active, resp, 0.0)
         return resp / resp.sum(axis=1, keepdims=True)
     elif method == "random_from_data":
-        p = sample_weight / sample_weight.sum()
-        idx = jax.random.choice(key, X.shape[0], (n_components,), replace=False, p=p)
-        centers = X[idx]
+        # K distinct rows in proportion to their weight: the K largest of
+        # log(w) + Gumbel noise (the first K of them whatever K is padded to)
+        scores = jnp.log(sample_weight) + jax.random.gumbel(key, sample_weight.shape, X.dtype)
+        centers = X[jax.lax.top_k(scores, n_components)[1]]
     else:
         raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams; got {method!r}.")
-    return _nearest(X, centers, n_components)
+    return _nearest(X, centers, n_components, active)

@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm._core._pytree import unchecked_replace
@@ -65,9 +64,9 @@ class Standardizer:
     def params_out(self, p: GMMParams) -> GMMParams:
         means, cov = np.asarray(p.means), np.asarray(p.covariances)
         return GMMParams._unchecked(
-            jnp.asarray(np.asarray(p.weights)),
-            jnp.asarray((means * self.scale + self.center).astype(means.dtype)),
-            jnp.asarray((cov * self.scale**2).astype(cov.dtype)),
+            np.asarray(p.weights),
+            (means * self.scale + self.center).astype(means.dtype),
+            (cov * self.scale**2).astype(cov.dtype),
         )
 
     def prior_in(self, prior: Prior | None) -> Prior | None:
