@@ -21,7 +21,7 @@ import pytest
 from scipy.stats import multivariate_normal
 
 import bayesgmm as bg
-from bayesgmm._core import _blocks
+from bayesgmm._core import _blocks, covariance
 from bayesgmm._core._blocks import bucket, component_class, em_block_layout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,15 +105,21 @@ def test_second_fit_of_a_shape_class_compiles_nothing():
     assert component_class(280, 3, 3) == component_class(280, 7, 3) == 8
     with compilations() as names:
         other_k = [bg.fit_em(Y, k, n_init=2) for k in (1, 4, 7)]  # K padded to 8: one program
+        other_structures = [
+            bg.fit_em(Y, 2, n_init=2, covariance_type=s) for s in ("tied", "diag", "spherical")
+        ]  # the structure is chosen inside the program
     assert names == [], names
     assert [em.n_components for em in other_k] == [1, 4, 7]
+    assert [em.covariance_type for em in other_structures] == ["tied", "diag", "spherical"]
+    spherical = other_structures[-1].params.covariances
+    np.testing.assert_allclose(spherical, spherical[:, :1, :1] * np.eye(3))
     with compilations() as names:
         bg.fit_em(np.c_[Y, Y[:, :1] ** 2], 3, n_init=2)  # a new D is a new program
     assert any("fit_restarts" in name for name in names)
 
 
 def test_padded_components_change_nothing_beyond_rounding(monkeypatch):
-    """A fit with K padded to its class equals the unpadded fit, for every init and structure."""
+    """K padded to its class, the structure picked at run time: the same fit as without."""
     X = bg.datasets.load_faithful()
     assert component_class(len(X), 3, 2) == 8
     for structure in ("full", "tied", "diag", "spherical"):
@@ -121,6 +127,7 @@ def test_padded_components_change_nothing_beyond_rounding(monkeypatch):
             padded = bg.fit_em(X, 3, covariance_type=structure, init=init, n_init=2, seed=1)
             with monkeypatch.context() as m:
                 m.setattr(_blocks, "COMPONENT_PAD_ELEMENTS", 0)  # no class: K itself
+                m.setattr(covariance, "COVARIANCE_TYPES", ())  # the structure compiled in
                 assert component_class(len(X), 3, 2) == 3
                 exact = bg.fit_em(X, 3, covariance_type=structure, init=init, n_init=2, seed=1)
             assert padded.n_iter == exact.n_iter, (structure, init)

@@ -133,7 +133,7 @@ def stats_from_responsibilities(X, w, resp) -> Stats:
     return Stats(counts, sums, outer, zero, zero)
 
 
-def m_step(stats: Stats, structure: str, prior, reg_covar, n_active=None) -> GMMParams:
+def m_step(stats: Stats, structure, prior, reg_covar, n_active=None, which=None) -> GMMParams:
     """Parameters maximising the expected complete-data log-likelihood (or posterior).
 
     Means: ``(sum_n r_nk x_n + kappa m0) / (N_k + kappa)`` (``kappa = 0``
@@ -146,6 +146,11 @@ def m_step(stats: Stats, structure: str, prior, reg_covar, n_active=None) -> GMM
     only), the components from ``n_active`` on are padding: their counts are
     taken as exactly 0, so every total is that of the first ``n_active``, and
     they come out with weight 0, mean 0 and covariance ``I``.
+
+    ``structure`` is a name of the covariance registry, or (maximum likelihood
+    only) a tuple of names and ``which`` a traced index into it: one compiled
+    program then serves every structure of the tuple (the built-in four,
+    :data:`bayesgmm.COVARIANCE_TYPES`, for maximum likelihood on small data).
     """
     dtype = stats.sums.dtype
     K, D = stats.sums.shape
@@ -170,7 +175,14 @@ def m_step(stats: Stats, structure: str, prior, reg_covar, n_active=None) -> GMM
         )
         alpha = prior.weight_concentration
         weights = (counts + alpha - 1.0) / (counts.sum() + alpha.sum() - K)
-    cov = _cov.get(structure).m_step(_linalg.symmetrize(scatter), counts, prior)
+    scatter = _linalg.symmetrize(scatter)
+    if isinstance(structure, tuple):
+        if prior is not None:
+            raise ValueError("a family of structures is for maximum likelihood EM only")
+        branches = [_cov.get(name).m_step for name in structure]
+        cov = jax.lax.switch(which, branches, scatter, counts, None)
+    else:
+        cov = _cov.get(structure).m_step(scatter, counts, prior)
     cov = cov + reg_covar * jnp.eye(D, dtype=dtype)
     if active is not None:  # the padding's 0 / 0 replaced by a harmless component
         means = jnp.where(active[:, None], means, 0.0)
@@ -178,7 +190,7 @@ def m_step(stats: Stats, structure: str, prior, reg_covar, n_active=None) -> GMM
     return GMMParams._unchecked(weights, means, cov)
 
 
-def objective(params: GMMParams, stats: Stats, structure: str, prior):
+def objective(params: GMMParams, stats: Stats, structure, prior):
     """Total log-likelihood plus, under a prior, the log prior density."""
     if prior is None:
         return stats.log_lik
@@ -190,7 +202,18 @@ def _all_finite(params: GMMParams):
 
 
 def run_em(
-    params0, X, w, *, structure, prior, reg_covar, tol, max_iter: int, n_used=None, n_active=None
+    params0,
+    X,
+    w,
+    *,
+    structure,
+    prior,
+    reg_covar,
+    tol,
+    max_iter: int,
+    n_used=None,
+    n_active=None,
+    which=None,
 ) -> EMState:
     """EM from ``params0`` until the mean objective changes by less than ``tol``.
 
@@ -207,7 +230,7 @@ def run_em(
         stats = e_step(s.params, X, w, n_used)
         obj = objective(s.params, stats, structure, prior)
         ok = jnp.isfinite(obj)
-        new = m_step(stats, structure, prior, reg_covar, n_active)
+        new = m_step(stats, structure, prior, reg_covar, n_active, which)
         mean_obj = obj / total_w
         converged = ok & (jnp.abs(mean_obj - s.prev_objective) < tol)
         return EMState(
@@ -274,7 +297,7 @@ def finish(state: EMState, X, w, *, structure, prior, n_used=None) -> FitOutput:
 
 
 def init_params(
-    key, X, w, *, n_components, method, structure, prior, reg_covar, n_active=None
+    key, X, w, *, n_components, method, structure, prior, reg_covar, n_active=None, which=None
 ) -> GMMParams:
     """Initial parameters: responsibilities by ``method``, then one M-step."""
     flat_x = X.reshape(-1, X.shape[-1])
@@ -282,7 +305,7 @@ def init_params(
     # Padding rows have weight 0: log(0) = -inf keeps them from being chosen.
     resp = initial_responsibilities(key, flat_x, flat_w, n_components, method, n_active)
     stats = stats_from_responsibilities(X, w, resp.reshape(*w.shape, n_components))
-    return m_step(stats, structure, prior, reg_covar, n_active)
+    return m_step(stats, structure, prior, reg_covar, n_active, which)
 
 
 def fit_restarts(
@@ -300,6 +323,7 @@ def fit_restarts(
     max_iter,
     n_used=None,
     n_active=None,
+    which=None,
 ) -> FitOutput:
     """Run EM from every key in ``keys``, one after another; ``params0`` overrides the init.
 
@@ -314,7 +338,8 @@ def fit_restarts(
     ``n_active`` (a traced integer, or None for all) is how many of the
     ``n_components`` are the model's; the rest are padding of the component
     class, with weight 0 from start to end (maximum likelihood only, and
-    ``params0`` padded accordingly).
+    ``params0`` padded accordingly). With ``structure`` a tuple of names,
+    ``which`` (a traced integer) picks the structure (see :func:`m_step`).
     """
 
     def one(key):
@@ -329,6 +354,7 @@ def fit_restarts(
                 prior=prior,
                 reg_covar=reg_covar,
                 n_active=n_active,
+                which=which,
             )
         else:
             p0 = params0
@@ -343,6 +369,7 @@ def fit_restarts(
             max_iter=max_iter,
             n_used=n_used,
             n_active=n_active,
+            which=which,
         )
         return finish(state, X, w, structure=structure, prior=prior, n_used=n_used)
 

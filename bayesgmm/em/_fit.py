@@ -398,9 +398,11 @@ def fit_validated(
         if stats is None:
             stats = column_stats(data, w)
         std = Standardizer.from_stats(stats)
-        # Maximum likelihood on small data: K padded to its class (one program
-        # for K = 1..8); the padding components keep weight 0 throughout.
+        # Maximum likelihood on small data: K padded to its class and the
+        # built-in structures chosen at run time, so that one program serves
+        # K = 1..8 in all four; the padding components keep weight 0 throughout.
         padded = prior is None and block_size is None
+        family = padded and structure in _cov.COVARIANCE_TYPES
         K_fit = component_class(N, K, D) if padded else K
         n_blocks, n_used, B = em_block_layout(N, K_fit, D, block_size)
         pad = n_blocks * B - N
@@ -416,13 +418,14 @@ def fit_validated(
             None if params0 is None else std.params_in(params0)._pad_components(K_fit),
             n_components=K_fit,
             method="given" if params0 is not None else init,
-            structure=structure,
+            structure=_cov.COVARIANCE_TYPES if family else structure,
             prior=std.prior_in(prior),
             reg_covar=np.asarray(reg_covar / std.scale**2, dt),
             tol=np.asarray(tol, dt),
             max_iter=max_iter,
             n_used=np.asarray(n_used, np.int32),
             n_active=np.asarray(K, np.int32) if padded else None,
+            which=np.asarray(_cov.COVARIANCE_TYPES.index(structure), np.int32) if family else None,
         )
         if _em_core.fit_restarts_jit._cache_size() != programs:  # this fit compiled one
             _memory_maps.release_if_near_limit()
