@@ -225,7 +225,10 @@ def _spherical_project(cov):
 # ------------------------------------------------- NumPyro parameterisations ---
 # Each samples the sites in the coordinates ``log_prior`` uses (covariance
 # matrices, or variances), so the NumPyro model's log joint density is the
-# MAP-EM objective, term for term.
+# MAP-EM objective, term for term. Their distributions are built with
+# validate_args=False: the Prior is validated on construction, and NumPyro's
+# checks (on by default) evaluate constant masks eagerly while the model is
+# traced, a small compiled program per check and shape in every process.
 def _numpyro():
     import numpyro
     import numpyro.distributions as dist
@@ -237,7 +240,9 @@ def _mvn_means(numpyro, dist, chol, prior):
     """``mu_k | Sigma_k ~ N(m0, Sigma_k / kappa)`` from the Cholesky factors of Sigma."""
     return numpyro.sample(
         "means",
-        dist.MultivariateNormal(prior.mean, scale_tril=chol / jnp.sqrt(prior.mean_precision)),
+        dist.MultivariateNormal(
+            prior.mean, scale_tril=chol / jnp.sqrt(prior.mean_precision), validate_args=False
+        ),
     )
 
 
@@ -245,7 +250,8 @@ def _full_numpyro_sample(prior, n_components):
     numpyro, dist = _numpyro()
     with numpyro.plate("component", n_components):
         cov = numpyro.sample(
-            "covariances", dist.InverseWishart(prior.dof, scale_matrix=prior.scale)
+            "covariances",
+            dist.InverseWishart(prior.dof, scale_matrix=prior.scale, validate_args=False),
         )
         means = _mvn_means(numpyro, dist, _linalg.cholesky(cov), prior)
     return means, cov
@@ -253,7 +259,9 @@ def _full_numpyro_sample(prior, n_components):
 
 def _tied_numpyro_sample(prior, n_components):
     numpyro, dist = _numpyro()
-    shared = numpyro.sample("covariance", dist.InverseWishart(prior.dof, scale_matrix=prior.scale))
+    shared = numpyro.sample(
+        "covariance", dist.InverseWishart(prior.dof, scale_matrix=prior.scale, validate_args=False)
+    )
     with numpyro.plate("component", n_components):
         means = _mvn_means(numpyro, dist, _linalg.cholesky(shared), prior)
     cov = jnp.broadcast_to(shared, (n_components, *shared.shape))
@@ -265,10 +273,14 @@ def _diag_numpyro_sample(prior, n_components):
     psi = jnp.diagonal(prior.scale)
     with numpyro.plate("component", n_components):
         var = numpyro.sample(
-            "variances", dist.InverseGamma(0.5 * prior.dof, 0.5 * psi).to_event(1)
+            "variances",
+            dist.InverseGamma(0.5 * prior.dof, 0.5 * psi, validate_args=False).to_event(1),
         )
         means = numpyro.sample(
-            "means", dist.Normal(prior.mean, jnp.sqrt(var / prior.mean_precision)).to_event(1)
+            "means",
+            dist.Normal(
+                prior.mean, jnp.sqrt(var / prior.mean_precision), validate_args=False
+            ).to_event(1),
         )
     return means, numpyro.deterministic("covariances", var[..., None] * _eye_like(prior.scale))
 
@@ -279,10 +291,14 @@ def _spherical_numpyro_sample(prior, n_components):
     with numpyro.plate("component", n_components):
         var = numpyro.sample(
             "variances",
-            dist.InverseGamma(0.5 * prior.dof * D, 0.5 * jnp.trace(prior.scale)),
+            dist.InverseGamma(
+                0.5 * prior.dof * D, 0.5 * jnp.trace(prior.scale), validate_args=False
+            ),
         )
         sd = jnp.sqrt(var / prior.mean_precision)[..., None]
-        means = numpyro.sample("means", dist.Normal(prior.mean, sd).to_event(1))
+        means = numpyro.sample(
+            "means", dist.Normal(prior.mean, sd, validate_args=False).to_event(1)
+        )
     cov = var[..., None, None] * _eye_like(prior.scale)
     return means, numpyro.deterministic("covariances", cov)
 

@@ -178,7 +178,7 @@ class Prior:
                 f"model has K={n_components}, D={n_features}; build it with "
                 "Prior.default(X, n_components) for this data and K."
             )
-        if for_map and bool((self.weight_concentration < 1).any()):
+        if for_map and bool((np.asarray(self.weight_concentration) < 1).any()):
             raise ValueError(
                 "MAP-EM needs weight_concentration >= 1: below 1 the posterior mode of the "
                 "weights lies on the boundary of the simplex. Use weight_concentration=1 "

@@ -212,9 +212,11 @@ def gmm_model(X, n_components, prior, covariance_type="full", sample_weight=None
             f"D={prior.mean.shape[-1]} but the model has K={n_components}, D={D}."
         )
     prior = jax.tree.map(lambda leaf: jnp.asarray(leaf, X.dtype), prior)  # one dtype throughout
-    weights = numpyro.sample("weights", dist.Dirichlet(prior.weight_concentration))
+    weights = numpyro.sample(
+        "weights", dist.Dirichlet(prior.weight_concentration, validate_args=False)
+    )
     means, covariances = structure.numpyro_sample(prior, n_components)
-    rows = MixtureRows(jnp.log(weights), means, _linalg.cholesky(covariances))
+    rows = MixtureRows(jnp.log(weights), means, _linalg.cholesky(covariances), validate_args=False)
     with numpyro.plate("obs_id", N):
         if sample_weight is None:
             numpyro.sample("obs", rows, obs=X)

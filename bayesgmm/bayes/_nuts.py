@@ -154,8 +154,11 @@ def _run_chains(programs, method, keys, z0, args, step_size, num_warmup, num_sam
             if bar is not None:
                 jax.block_until_ready(out)
                 bar.update(length)
+    # on the host: eager jax.numpy here would compile a program per shape
     z, diverging, energy, n_steps, accept, step, potential = (
-        jax.tree.map(lambda *leaves: jnp.concatenate(leaves, axis=1), *parts)
+        jax.tree.map(
+            lambda *leaves: np.concatenate([np.asarray(x) for x in leaves], axis=1), *parts
+        )
         for parts in zip(*collected, strict=True)
     )
     keep = slice(None, None, thin)

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm._core import _linalg, _memory_maps
+from bayesgmm._core import _memory_maps
 from bayesgmm._core._blocks import MIN_ROWS, bucket
 from bayesgmm._core._precision import x64
 from bayesgmm._core._validation import (
@@ -96,7 +96,7 @@ def _jitter(key, params: GMMParams, n_samples: float, num_chains: int) -> GMMPar
     K, D = means.shape
     n_k = np.maximum(weights * n_samples, 1.0)
     new_weights = rng.dirichlet(n_k + 1.0, size=num_chains)  # (C, K)
-    chol = np.asarray(_linalg.cholesky(params.covariances), dtype=np.float64)
+    chol = np.linalg.cholesky(np.asarray(params.covariances, dtype=np.float64))
     z = rng.standard_normal((num_chains, K, D))
     new_means = means + np.einsum("kde,cke->ckd", chol, z) / np.sqrt(n_k)[:, None]
     e = rng.standard_normal((num_chains, K, D, D)) / np.sqrt(2.0 * n_k)[:, None, None]
@@ -106,7 +106,7 @@ def _jitter(key, params: GMMParams, n_samples: float, num_chains: int) -> GMMPar
     cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
     new_weights[0], new_means[0], cov[0] = weights, means, params.covariances
     dtype = params.means.dtype
-    return GMMParams._unchecked(*(jnp.asarray(v, dtype) for v in (new_weights, new_means, cov)))
+    return GMMParams._unchecked(*(np.asarray(v, dtype) for v in (new_weights, new_means, cov)))
 
 
 def _kmeanspp_start(key, data, w, K, structure, prior) -> GMMParams:
@@ -412,8 +412,9 @@ def sample_validated(
     check_custom_sites(bound, structure)
     transforms = latent_transforms(bound)
     sites = params_to_sites(starts, structure, transforms)
-    unconstrained = unconstrain(transforms, sites)
-    if not all(bool(jnp.isfinite(v).all()) for v in unconstrained.values()):
+    unconstrained = unconstrain(transforms, sites, key=(model, structure.name, tuple(transforms)))
+    unconstrained = {name: np.asarray(value) for name, value in unconstrained.items()}
+    if not all(np.isfinite(v).all() for v in unconstrained.values()):
         raise ValueError(
             "the starting parameters are not valid for the model (a weight of zero, or a "
             "covariance that is not positive definite); pass another init."
@@ -436,7 +437,8 @@ def sample_validated(
     params = GMMParams(
         weights=run.sites["weights"],
         means=run.sites["means"],
-        covariances=_linalg.symmetrize(run.sites["covariances"]),
+        covariances=0.5
+        * (run.sites["covariances"] + np.swapaxes(run.sites["covariances"], -1, -2)),
     )
     stats = run.stats
     _warn_divergences(stats, target_accept_prob)
@@ -471,7 +473,7 @@ def _model_args(data: np.ndarray, w: np.ndarray, prior: Prior, *, padded: bool) 
     pad = rows - N
     X = np.concatenate([data, np.repeat(data[:1], pad, axis=0)]) if pad else data
     weights = np.concatenate([w, np.zeros(pad, w.dtype)]) if pad else w
-    return jnp.asarray(X), prior, jnp.asarray(weights)
+    return jax.device_put(X), prior, jax.device_put(weights)
 
 
 def _warn_step_sizes(stats) -> None:

@@ -74,15 +74,36 @@ def bind(X, n_components, prior, structure, sample_weight, model=None):
     )
 
 
+_BOUND_ARRAYS = ("X", "prior", "sample_weight")
+
+
+def _abstractly(fn, model):
+    """``fn(model)`` under ``jax.eval_shape``, the arrays :func:`bind` bound passed as arguments.
+
+    As arguments they are abstract inside the trace, so NumPyro's checks of
+    distribution parameters (which evaluate concrete values on the spot, each
+    check a small program compiled per shape) see tracers and compute nothing.
+    """
+    if not isinstance(model, functools.partial):
+        return jax.eval_shape(lambda: fn(model))
+    arrays = {k: v for k, v in model.keywords.items() if k in _BOUND_ARRAYS and v is not None}
+
+    def run(arrays):
+        return fn(functools.partial(model.func, *model.args, **{**model.keywords, **arrays}))
+
+    return jax.eval_shape(run, arrays)
+
+
 def check_custom_sites(model, structure) -> None:
     """A model must expose the shared sites of :func:`gmm_model` for its structure."""
     with jax.enable_x64(True):
-        trace = jax.eval_shape(
-            lambda: {
+        trace = _abstractly(
+            lambda m: {
                 name: site["value"]
-                for name, site in handlers.trace(handlers.seed(model, 0)).get_trace().items()
+                for name, site in handlers.trace(handlers.seed(m, 0)).get_trace().items()
                 if site["type"] in ("sample", "deterministic")
-            }
+            },
+            model,
         )
     reference = {"weights", "means", "covariances", "obs"}
     missing = sorted(reference - set(trace))
@@ -102,25 +123,40 @@ def latent_transforms(model) -> dict:
     """
     found = {}
 
-    def trace_supports():
+    def trace_supports(m):
         with handlers.block():
-            tr = handlers.trace(handlers.seed(model, 0)).get_trace()
+            tr = handlers.trace(handlers.seed(m, 0)).get_trace()
         for name, site in tr.items():
             if site["type"] == "sample" and not site["is_observed"]:
                 found[name] = biject_to(site["fn"].support)
         return 0
 
-    jax.eval_shape(trace_supports)
+    _abstractly(trace_supports, model)
     return found
 
 
-def unconstrain(transforms: dict, sites: dict) -> dict:
+#: One compiled inverse transform per (model function, structure): a site's
+#: support, hence its transform, is fixed by the two (see :func:`unconstrain`).
+_UNCONSTRAIN_PROGRAMS: dict = {}
+
+
+def unconstrain(transforms: dict, sites: dict, key=None) -> dict:
     """Unconstrained coordinates of (possibly batched) site values.
 
-    Run eagerly: JAX caches each primitive's program by shape across calls,
-    where a fresh ``jax.jit`` of a closure here would compile again every call.
+    With ``key`` (hashable, naming what fixes the transforms: the model
+    function and the structure) the inverse transforms run as one compiled
+    program kept under that key, which a later call, or the disk cache of a
+    later process, reuses; without it they run eagerly, primitive by
+    primitive (a program per primitive and shape).
     """
-    return {name: t.inv(jnp.asarray(sites[name])) for name, t in transforms.items()}
+    if key is None:
+        return {name: t.inv(jnp.asarray(sites[name])) for name, t in transforms.items()}
+    program = _UNCONSTRAIN_PROGRAMS.get(key)
+    if program is None:
+        inverses = dict(transforms)
+        program = jax.jit(lambda s: {name: t.inv(s[name]) for name, t in inverses.items()})
+        _UNCONSTRAIN_PROGRAMS[key] = program
+    return program({name: np.asarray(sites[name]) for name in transforms})
 
 
 def params_to_sites(params: GMMParams, structure, site_names) -> dict:
