@@ -199,6 +199,46 @@ def test_posterior_works_downstream(faithful):
     assert not np.array_equal(other.params.means, post.params.means)
 
 
+def test_vb_is_a_third_estimate_in_the_comparison_tools(faithful):
+    """em_vs_posterior(..., vb=) and plot_parameters(..., vb=): VB beside EM and the draws."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    prior = bg.Prior.default(faithful, 2)
+    em = bg.fit_em(faithful, 2, prior=prior)
+    post = bg.sample_posterior(
+        faithful, 2, prior=prior, method="gibbs", init=em, num_chains=2, num_samples=1000
+    )
+    # VB's labels are the other way round from the posterior's: matching must undo it
+    vb = bg.fit_vb(faithful, 2, prior=prior, init=_swap(em.params))
+    table = bg.em_vs_posterior(em, post, vb=vb)
+    means = table[table.parameter == "mean"]
+    # well separated clusters: VB is close to the exact posterior, entry by entry
+    assert (np.abs(means.vb_mean - means.post_mean) < 0.5 * means.post_sd).all()
+    assert means.vb_sd_ratio.between(0.7, 1.3).all(), means.vb_sd_ratio
+    assert (table.vb_hdi_low < table.vb_hdi_high).all()
+    # a VBResult is a point estimate too (its posterior mean)
+    as_point = bg.em_vs_posterior(vb, post)
+    np.testing.assert_allclose(
+        np.sort(as_point[as_point.parameter == "weight"].em), np.sort(vb.params.weights)
+    )
+    axes = bg.plots.plot_parameters(em, post, vb=vb)
+    fig = axes.ravel()[0].figure
+    labels = [t.get_text() for t in fig.legends[0].get_texts()] if fig.legends else []
+    labels += [t.get_text() for a in axes.ravel() if a.get_legend() for t in a.get_legend().texts]
+    assert any(label.startswith("VB mean") for label in labels), labels
+    plain = bg.plots.plot_parameters(em, post)
+    n_lines = [sum(len(a.collections) for a in ax.ravel()) for ax in (axes, plain)]
+    assert n_lines[0] > n_lines[1]
+    plt.close("all")
+
+
+def _swap(params):
+    return bg.GMMParams(params.weights[::-1], params.means[::-1], params.covariances[::-1])
+
+
 def test_refusals(faithful):
     w = np.ones(len(faithful))
     w[0] = 2.0
