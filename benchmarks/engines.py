@@ -45,7 +45,9 @@ def vb_seconds_per_iteration(n=100_000, d=10, k=8, iters=20):
 
     X, _, _ = mixture(n, d, k)
     prior = bg.Prior.default(X, k)
-    start = bg.fit_em(X, k, prior=prior, max_iter=3).params
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a rough start: three EM iterations
+        start = bg.fit_em(X, k, prior=prior, max_iter=3).params
     resp = np.asarray(start.responsibilities(X))
 
     class FromResponsibilities(BayesianGaussianMixture):
