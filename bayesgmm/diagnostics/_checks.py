@@ -52,7 +52,9 @@ def point_params(em) -> GMMParams:
                 f"{em.batch_shape}. Pass an EMResult, its .params, or post.params[c, s]."
             )
         return em
-    raise TypeError(f"em must be an EMResult, a VBResult or GMMParams; got {type(em).__name__}.")
+    raise TypeError(
+        f"em must be an EMResult or GMMParams (or a VBResult); got {type(em).__name__}."
+    )
 
 
 def check_posterior(post, em: GMMParams | None = None) -> Posterior:
