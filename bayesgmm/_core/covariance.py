@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, multigammaln
 
-from bayesgmm._core import _linalg
+from bayesgmm._core import _conjugate, _linalg
 
 __all__ = ["COVARIANCE_TYPES", "CovarianceStructure", "get", "register"]
 
@@ -73,6 +73,11 @@ class CovarianceStructure:
         site itself for ``full``, a deterministic site otherwise) and returns
         ``(means, covariances)``. NumPyro is imported inside, so the registry
         stays light.
+    conjugate : ConjugateFamily or None
+        The structure's part of the conjugate posterior update (variational
+        Bayes, the Gibbs sampler): see :mod:`bayesgmm._core._conjugate`. None
+        for a structure without one (:func:`bayesgmm.fit_vb` and the Gibbs
+        sampler then refuse it).
     """
 
     name: str
@@ -84,6 +89,7 @@ class CovarianceStructure:
     to_sklearn: Callable
     from_sklearn: Callable
     numpyro_sample: Callable
+    conjugate: _conjugate.ConjugateFamily | None = None
 
 
 _REGISTRY: dict[str, CovarianceStructure] = {}
@@ -314,6 +320,7 @@ register(
         to_sklearn=lambda cov: np.asarray(cov),
         from_sklearn=lambda arr, K, D: np.asarray(arr).reshape(K, D, D),
         numpyro_sample=_full_numpyro_sample,
+        conjugate=_conjugate.FULL,
     )
 )
 register(
@@ -327,6 +334,7 @@ register(
         to_sklearn=lambda cov: np.asarray(cov)[..., 0, :, :],
         from_sklearn=lambda arr, K, D: np.broadcast_to(np.asarray(arr), (K, D, D)).copy(),
         numpyro_sample=_tied_numpyro_sample,
+        conjugate=_conjugate.TIED,
     )
 )
 register(
@@ -340,6 +348,7 @@ register(
         to_sklearn=lambda cov: np.diagonal(np.asarray(cov), axis1=-2, axis2=-1).copy(),
         from_sklearn=lambda arr, K, D: np.asarray(arr)[..., None] * np.eye(D),
         numpyro_sample=_diag_numpyro_sample,
+        conjugate=_conjugate.DIAG,
     )
 )
 register(
@@ -353,6 +362,7 @@ register(
         to_sklearn=lambda cov: np.asarray(cov)[..., 0, 0].copy(),
         from_sklearn=lambda arr, K, D: np.asarray(arr)[..., None, None] * np.eye(D),
         numpyro_sample=_spherical_numpyro_sample,
+        conjugate=_conjugate.SPHERICAL,
     )
 )
 

@@ -53,6 +53,9 @@ class Posterior:
         Names of the data's columns (``feature_names=``, a DataFrame's string
         column labels, or those of the ``EMResult`` the chains started from);
         the ``feature`` coordinates of :meth:`to_arviz` and the plots' labels.
+    sampler : str
+        ``"nuts"`` or ``"gibbs"``: the method of :func:`bayesgmm.sample_posterior`
+        that drew the chains.
     """
 
     params: GMMParams
@@ -67,6 +70,7 @@ class Posterior:
     relabel_method: str | None = None
     fraction_permuted: float | None = None
     feature_names: tuple[str, ...] | None = None
+    sampler: str = "nuts"
 
     def __post_init__(self) -> None:
         if isinstance(self.params, GMMParams):  # NumPy arrays: see GMMParams
@@ -134,6 +138,8 @@ class Posterior:
 
     def __repr__(self) -> str:
         rl = "" if self.relabel_method is None else f", relabelled={self.relabel_method!r}"
+        if self.sampler != "nuts":
+            rl += f", sampler={self.sampler!r}"
         return (
             f"Posterior(chains={self.num_chains}, draws={self.num_draws}, "
             f"K={self.n_components}, D={self.n_features}, "

@@ -33,6 +33,7 @@ from bayesgmm._core._validation import (
 from bayesgmm._core._warnings import warn
 from bayesgmm._core.params import GMMParams
 from bayesgmm._core.priors import Prior
+from bayesgmm.bayes._gibbs import check_gibbs_weights, sample_gibbs_validated
 from bayesgmm.bayes._model import gmm_model
 from bayesgmm.bayes._nuts import CHAIN_METHODS, run_nuts
 from bayesgmm.bayes._posterior import Posterior
@@ -54,6 +55,8 @@ from bayesgmm.em._fit import MAX_ITER, TOL, EMResult, fit_validated
 
 __all__ = ["sample_posterior", "sample_validated"]
 
+#: The samplers of :func:`sample_posterior`; the first is the default.
+METHODS = ("nuts", "gibbs")
 # Warn when more than this fraction of post-warmup transitions diverged.
 _DIVERGENCE_FRACTION = 0.001
 _MIN_DRAWS_FOR_DIAGNOSTICS = 100
@@ -190,13 +193,16 @@ def sample_posterior(
     dtype=None,
     model=None,
     feature_names=None,
+    method: str = "nuts",
 ) -> Posterior:
-    """Sample the posterior of a Gaussian mixture with NUTS.
+    """Sample the posterior of a Gaussian mixture with NUTS or a blocked Gibbs sampler.
 
     The model is :func:`gmm_model`: the prior MAP-EM uses, the assignments
     summed out. The draws come back as :class:`~bayesgmm.GMMParams` with
     ``(chain, draw)`` batch axes, side by side with the EM/MAP estimate the
-    chains started from.
+    chains started from. ``method="gibbs"`` samples the same posterior by
+    data augmentation (:mod:`bayesgmm.bayes._gibbs`): each sweep costs about
+    one EM iteration, so it reaches data sets far beyond NUTS.
 
     Parameters
     ----------
@@ -209,8 +215,12 @@ def sample_posterior(
     covariance_type : {"full", "tied", "diag", "spherical"}
     sample_weight : array-like of shape (N,), optional
         Replication weights: each row's log-likelihood is multiplied by its weight.
+        ``method="gibbs"`` accepts weights of 0 and 1 only and raises
+        ``ValueError`` otherwise (a row of weight 2 would need two assignments
+        of its own; repeat the row instead).
     num_chains, num_warmup, num_samples : int
-        Chains, warmup (adaptation) iterations and kept draws per chain.
+        Chains, warmup (adaptation) iterations and kept draws per chain; for
+        Gibbs, sweeps discarded (``num_warmup=0`` is allowed) and sweeps kept.
         Fewer than 100 draws per chain warns: R-hat, ESS and HDIs are not reliable.
         ``num_warmup=0`` is refused unless ``step_size`` is given: without
         warmup nothing adapts the step size, and NumPyro's initial value (1)
@@ -263,6 +273,17 @@ def sample_posterior(
         Names of the D columns, kept as ``Posterior.feature_names`` (the
         ``feature`` coordinates in ArviZ, the plots' labels); by default a
         DataFrame's string column labels, else those of an ``EMResult`` init.
+    method : {"nuts", "gibbs"}
+        ``"nuts"``: NumPyro's NUTS on the model with the assignments summed
+        out. ``"gibbs"``: the blocked Gibbs sampler (assignments given the
+        parameters, then weights and every component from their conjugate
+        posteriors, the update :func:`bayesgmm.fit_vb` uses), chains
+        vectorised, sweeps compiled. Gibbs takes none of the NUTS settings
+        (``chain_method``, ``target_accept_prob``, ``step_size``, ``model``)
+        and shows no progress bar; its ``sample_stats`` are ``min_count``
+        (the smallest component count of the assignments each draw came
+        from) and ``log_likelihood_start`` (the log-likelihood of the
+        parameters the sweep started from).
 
     Returns
     -------
@@ -313,6 +334,8 @@ def sample_posterior(
     >>> post.params.weights.shape, post.params.covariances.shape
     ((2, 200, 2), (2, 200, 2, 2, 2))
     """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
     data, w, K, structure, prior = prepare_inputs(
         X, n_components, prior, covariance_type, sample_weight, dtype
     )
@@ -328,6 +351,40 @@ def sample_posterior(
     ):
         raise ValueError(f"num_warmup must be an integer >= 0; got {num_warmup!r}.")
     num_warmup = int(num_warmup)
+    if method == "gibbs":
+        nuts_only = {
+            "chain_method": chain_method is not None,
+            "target_accept_prob": target_accept_prob != 0.8,
+            "step_size": step_size is not None,
+            "model": model is not None,
+        }
+        given = [name for name, set_ in nuts_only.items() if set_]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} are settings of NUTS; method='gibbs' takes none of them."
+            )
+        check_gibbs_weights(w)
+        seed = check_seed(seed)
+        if key is None:
+            key = jax.random.key(0 if seed is None else seed)
+        warn_data_problems(data, w, K)
+        key_init, key_run = jax.random.split(key)
+        reference, kind, starts = _starting_points(
+            init, key_init, data, w, K, data.shape[1], structure, prior, num_chains
+        )
+        post = sample_gibbs_validated(
+            data,
+            w,
+            structure=structure,
+            prior=prior,
+            key=key_run,
+            starts=starts,
+            reference=reference,
+            reference_kind=kind,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+        )
+        return post if names is None else post.replace(feature_names=names)
     if isinstance(target_accept_prob, bool) or not isinstance(target_accept_prob, numbers.Real):
         raise TypeError(f"target_accept_prob must be a number; got {target_accept_prob!r}.")
     if not 0.0 < float(target_accept_prob) < 1.0:

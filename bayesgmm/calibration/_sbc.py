@@ -78,6 +78,7 @@ from bayesgmm._core._precision import x64
 from bayesgmm._core._validation import check_positive_int, check_seed
 from bayesgmm._core.params import GMMParams
 from bayesgmm._core.priors import Prior
+from bayesgmm.bayes._gibbs import run_gibbs_jit
 from bayesgmm.bayes._model import gmm_model
 from bayesgmm.bayes._nuts import run_nuts
 from bayesgmm.bayes._sites import (
@@ -375,8 +376,8 @@ def _kmeans_labels(rng, X, K: int, n_iter: int = _LLOYD_ITERATIONS) -> np.ndarra
     return labels
 
 
-def _starting_points(rng, X, K, structure, prior, transforms):
-    """Unconstrained NUTS starts (one per replication): k-means clusters, shrunk estimates.
+def _starting_points(rng, X, K, structure, prior) -> GMMParams:
+    """One start per replication (batch (R,)): k-means clusters, shrunk estimates.
 
     Weights ``(n_k + 1) / (N + K)``; means and covariances shrunk towards the
     prior as a MAP M-step of the ``full`` structure does, then projected onto
@@ -392,11 +393,28 @@ def _starting_points(rng, X, K, structure, prior, transforms):
     diff = X[:, :, None, :] - means[:, None, :, :]  # (R, N, K, D)
     scatter = np.einsum("rnk,rnkd,rnke->rkde", onehot, diff, diff)
     cov = (p["psi"] + scatter) / (p["nu"] + counts + D + 2)[..., None, None]
-    starts = GMMParams._unchecked(
+    return GMMParams._unchecked(
         (counts + 1.0) / (N + K), means, np.asarray(structure.project(jnp.asarray(cov)))
     )
-    sites = params_to_sites(starts, structure, transforms)
-    return unconstrain(transforms, sites)
+
+
+def _gibbs_draws(starts, X, K, structure, prior, key, num_warmup, L, thin):
+    """Gibbs draws of every replication at once (one chain each): dict of (R, L, ...)."""
+    R, N, _ = X.shape
+    draws, _ = run_gibbs_jit(
+        key,
+        starts,
+        jnp.asarray(X[:, None]),
+        jnp.ones((R, 1, N), X.dtype),
+        np.asarray(1, np.int32),
+        prior,
+        structure=structure.name,
+        num_warmup=num_warmup,
+        num_samples=L,
+        thin=thin,
+        per_chain_data=True,
+    )
+    return {name: np.asarray(value) for name, value in draws.to_numpy().items()}
 
 
 def _check_prior(prior, K: int, D: int, name: str) -> Prior:
@@ -421,8 +439,9 @@ def simulation_based_calibration(
     seed: int = 0,
     fit_prior: Prior | None = None,
     target_accept_prob: float = 0.8,
+    method: str = "nuts",
 ) -> SBCResult:
-    """Simulation-based calibration of :func:`bayesgmm.gmm_model` with NUTS.
+    """Simulation-based calibration of :func:`bayesgmm.gmm_model` with NUTS or Gibbs.
 
     For each replication: parameters from ``prior`` (independent NumPy/SciPy
     sampler, :func:`sample_prior`), ``n_obs`` rows from those parameters,
@@ -454,6 +473,14 @@ def simulation_based_calibration(
         The prior the sampler is given; default ``prior``. A different one is a
         planted error that a working SBC must detect.
     target_accept_prob : float
+        NUTS only.
+    method : {"nuts", "gibbs"}
+        The sampler under test. ``"gibbs"``: the blocked Gibbs sampler of
+        ``sample_posterior(method="gibbs")``, all replications advancing
+        together in one compiled program (one chain each, data of its own);
+        ``num_warmup`` sweeps are discarded and every ``thin``-th of
+        ``num_samples`` sweeps is kept. ``divergences`` and ``mean_steps``
+        are zero for it.
 
     Returns
     -------
@@ -482,6 +509,8 @@ def simulation_based_calibration(
     L = len(range(0, num_samples, thin))
     if not 2 <= n_bins <= L + 1:
         raise ValueError(f"n_bins must lie in [2, n_draws + 1 = {L + 1}]; got {n_bins}.")
+    if method not in ("nuts", "gibbs"):
+        raise ValueError(f"method must be 'nuts' or 'gibbs'; got {method!r}.")
     prior = _check_prior(prior, K, D, "prior")
     fit_prior = prior if fit_prior is None else _check_prior(fit_prior, K, D, "fit_prior")
 
@@ -490,39 +519,45 @@ def simulation_based_calibration(
     truth = sample_prior(prior, structure.name, R, rng=rng).to_numpy()
     X = _sample_data(rng, truth, N)
 
-    transforms = latent_transforms(bind(X[0], K, fit_prior, structure, None))
-    z0 = _starting_points(rng, X, K, structure, fit_prior, transforms)
-    model = BoundModel(gmm_model, K, structure.name)
-    keys = jax.random.split(jax.random.key(seed), R)
-
+    starts = _starting_points(rng, X, K, structure, fit_prior)
     quantities = _quantities(structure, K, D)
     x0 = np.asarray(prior.mean, dtype=np.float64)
     ranks = {
         name: np.empty(R, dtype=np.int64) for group in quantities.values() for name, _ in group
     }
-    divergences = np.empty(R, dtype=np.int64)
-    mean_steps = np.empty(R)
+    divergences = np.zeros(R, dtype=np.int64)
+    mean_steps = np.zeros(R)
     true_ordered = order_components(**truth)
-    for r in range(R):
-        run = run_nuts(
-            model,
-            (jnp.asarray(X[r]), fit_prior, None),
-            jax.tree.map(lambda a, r=r: a[r : r + 1], z0),
-            keys[r],
-            num_warmup=num_warmup,
-            num_samples=num_samples,
-            target_accept_prob=float(target_accept_prob),
+    if method == "gibbs":
+        gibbs = _gibbs_draws(
+            starts, X, K, structure, fit_prior, jax.random.key(seed), num_warmup, L, thin
         )
-        kept = {name: value[0, ::thin] for name, value in run.sites.items()}
+    else:
+        transforms = latent_transforms(bind(X[0], K, fit_prior, structure, None))
+        z0 = unconstrain(transforms, params_to_sites(starts, structure, transforms))
+        model = BoundModel(gmm_model, K, structure.name)
+        keys = jax.random.split(jax.random.key(seed), R)
+    for r in range(R):
+        if method == "gibbs":
+            kept = {name: value[r] for name, value in gibbs.items()}
+        else:
+            run = run_nuts(
+                model,
+                (jnp.asarray(X[r]), fit_prior, None),
+                jax.tree.map(lambda a, r=r: a[r : r + 1], z0),
+                keys[r],
+                num_warmup=num_warmup,
+                num_samples=num_samples,
+                target_accept_prob=float(target_accept_prob),
+            )
+            kept = {name: value[0, ::thin] for name, value in run.sites.items()}
+            divergences[r] = int(run.stats["diverging"][0].sum())
+            mean_steps[r] = float(run.stats["n_steps"][0].mean())
         draws = order_components(kept["weights"], kept["means"], kept["covariances"])
-        n_div = run.stats["diverging"][0].sum()
-        n_steps = run.stats["n_steps"][0].mean()
         true_r = {k: v[r] for k, v in true_ordered.items()}
         for group in quantities.values():
             for name, f in group:
                 ranks[name][r] = _rank(float(f(true_r, X[r], x0)), f(draws, X[r], x0), rng)
-        divergences[r] = int(n_div)
-        mean_steps[r] = float(n_steps)
     return SBCResult(
         ranks=ranks,
         groups={g: [name for name, _ in quantities[g]] for g in GROUPS},

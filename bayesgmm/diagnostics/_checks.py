@@ -8,6 +8,7 @@ import numpy as np
 from bayesgmm._core.params import GMMParams
 from bayesgmm.bayes._posterior import Posterior
 from bayesgmm.em._fit import EMResult
+from bayesgmm.em._vb import VBResult
 
 __all__ = [
     "check_chain_draw",
@@ -41,8 +42,8 @@ def check_chain_draw(params: GMMParams, what: str) -> tuple[int, int]:
 
 # ------------------------------------------------------------------ helpers ---
 def point_params(em) -> GMMParams:
-    """The unbatched GMMParams of an EMResult (or of GMMParams themselves)."""
-    if isinstance(em, EMResult):
+    """The unbatched GMMParams of an EMResult, a VBResult (its posterior mean) or GMMParams."""
+    if isinstance(em, EMResult | VBResult):
         return em.params
     if isinstance(em, GMMParams):
         if em.batch_shape:
@@ -51,7 +52,9 @@ def point_params(em) -> GMMParams:
                 f"{em.batch_shape}. Pass an EMResult, its .params, or post.params[c, s]."
             )
         return em
-    raise TypeError(f"em must be an EMResult or GMMParams; got {type(em).__name__}.")
+    raise TypeError(
+        f"em must be an EMResult or GMMParams (or a VBResult); got {type(em).__name__}."
+    )
 
 
 def check_posterior(post, em: GMMParams | None = None) -> Posterior:

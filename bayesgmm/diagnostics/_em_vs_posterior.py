@@ -45,10 +45,12 @@ import numpy as np
 from bayesgmm._core._precision import x64
 from bayesgmm._core._validation import check_positive
 from bayesgmm.bayes._posterior import Posterior
-from bayesgmm.diagnostics._checks import check_posterior, point_params
+from bayesgmm.diagnostics._checks import check_posterior, point_params, posterior_mean
 from bayesgmm.diagnostics._invariant import invariant_diagnostics, log_likelihood_draws
 from bayesgmm.diagnostics._matching import match_labels
 from bayesgmm.diagnostics._membership import posterior_membership
+from bayesgmm.diagnostics._relabel import relabel as relabel_draws
+from bayesgmm.em._vb import VBResult
 
 __all__ = [
     "em_vs_posterior",
@@ -139,15 +141,46 @@ def _entries(weights, means, covariances):
     return values, meta
 
 
+def _vb_columns(vb, post: Posterior, hdi_prob: float, post_sd) -> dict[str, np.ndarray]:
+    """VB's mean, sd and HDI of every entry, its components matched to the posterior's."""
+    import arviz as az
+
+    if not isinstance(vb, VBResult):
+        raise TypeError(f"vb must be a VBResult (bayesgmm.fit_vb); got {type(vb).__name__}.")
+    check_posterior(post, vb.params)
+    perm = np.asarray(relabel_draws(vb.params, reference=posterior_mean(post.params)).permutations)
+    draws = vb.sample(jax.random.key(0), _VB_DRAWS)
+    values, _ = _entries(
+        np.asarray(draws.weights)[:, perm],
+        np.asarray(draws.means)[:, perm],
+        np.asarray(draws.covariances)[:, perm],
+    )
+    hdi = np.asarray(az.hdi(values[None], hdi_prob=hdi_prob))
+    sd = values.std(axis=0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(post_sd > 0, sd / post_sd, np.nan)
+    return {
+        "vb_mean": values.mean(axis=0),
+        "vb_sd": sd,
+        "vb_hdi_low": hdi[:, 0],
+        "vb_hdi_high": hdi[:, 1],
+        "vb_sd_ratio": ratio,
+    }
+
+
+_VB_DRAWS = 4000
+
+
 # ---------------------------------------------------------- em_vs_posterior ---
 @x64
-def em_vs_posterior(em, post: Posterior, *, hdi_prob: float = 0.94, relabel: bool = True):
+def em_vs_posterior(em, post: Posterior, *, hdi_prob: float = 0.94, relabel: bool = True, vb=None):
     """Compare an EM/MAP estimate with posterior draws, parameter entry by entry.
 
     Parameters
     ----------
-    em : EMResult or GMMParams
-        The point estimate (no batch axes).
+    em : EMResult, VBResult or GMMParams
+        The point estimate (no batch axes); a VBResult gives its variational
+        posterior mean.
     post : Posterior
         Posterior draws with ``(chain, draw)`` axes, for the same K and D.
     hdi_prob : float
@@ -156,6 +189,12 @@ def em_vs_posterior(em, post: Posterior, *, hdi_prob: float = 0.94, relabel: boo
         Match components first (see the module docstring): relabel the
         posterior against EM if it has not been relabelled, otherwise align EM
         to the posterior's labelling.
+    vb : VBResult, optional
+        A variational fit of the same model, as a third estimate: 4,000 draws
+        of ``q`` (components matched to the posterior's mean) add the columns
+        ``vb_mean``, ``vb_sd``, ``vb_hdi_low``, ``vb_hdi_high`` and
+        ``vb_sd_ratio`` (``vb_sd / post_sd``: below 1 where the mean-field
+        approximation is narrower than the posterior).
 
     Returns
     -------
@@ -240,6 +279,9 @@ def em_vs_posterior(em, post: Posterior, *, hdi_prob: float = 0.94, relabel: boo
         },
         columns=list(COLUMNS),
     )
+    if vb is not None:
+        for column, values in _vb_columns(vb, post, hdi_prob, sd).items():
+            table[column] = values
     table.attrs.update(hdi_prob=float(hdi_prob), **info)
     from bayesgmm.diagnostics._tables import EMvsPosteriorTable  # pandas, on first use
 

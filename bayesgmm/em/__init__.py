@@ -5,16 +5,23 @@
 - ``_core``: the pure functional EM (``e_step``, ``m_step``, ``run_em`` in a
   ``lax.while_loop``, restarts one after another under ``lax.map``). The M-step of each covariance
   structure is an entry of :mod:`bayesgmm.covariance`'s registry.
+- :func:`fit_vb` and :class:`VBResult` (``_vb``): mean-field variational Bayes
+  under the shared conjugate prior; ``_vb_core`` its pure loop, on the EM
+  E-step and the conjugate update of :mod:`bayesgmm._core._conjugate`.
 - ``_init``: k-means++, k-means and random initial responsibilities.
 - :class:`GaussianMixture` (``_estimator``): the scikit-learn estimator.
 """
 
 from bayesgmm.em._fit import EMResult, fit_em, n_parameters
 
-__all__ = ["EMResult", "GaussianMixture", "fit_em", "n_parameters"]
+__all__ = ["EMResult", "GaussianMixture", "VBResult", "fit_em", "fit_vb", "n_parameters"]
 
 
 def __getattr__(name):
+    if name in ("VBResult", "fit_vb"):
+        from bayesgmm.em import _vb
+
+        return getattr(_vb, name)
     # The estimator imports scikit-learn's base classes: loaded on first use.
     if name == "GaussianMixture":
         from bayesgmm.em._estimator import GaussianMixture

@@ -63,6 +63,7 @@ def plot_parameters(
     feature_names=None,
     table=None,
     relabel: bool = True,
+    vb=None,
 ):
     """Posterior HDIs per parameter entry, with the EM value marked.
 
@@ -99,6 +100,11 @@ def plot_parameters(
     table : pandas.DataFrame, optional
         Output of ``em_vs_posterior(em, post)``.
     relabel : bool
+    vb : VBResult, optional
+        A variational fit (:func:`bayesgmm.fit_vb`) drawn as a third
+        estimate: its HDI as a thin line just below the posterior's, its mean
+        as a square, so that a narrower variational interval shows entry by
+        entry. ``em`` may itself be a VBResult (its mean is then marked).
 
     Returns
     -------
@@ -109,7 +115,7 @@ def plot_parameters(
     if table is None:
         if post is None:
             raise ValueError("plot_parameters needs post (or table=em_vs_posterior(em, post)).")
-        table = em_vs_posterior(em, post, hdi_prob=hdi_prob, relabel=relabel)
+        table = em_vs_posterior(em, post, hdi_prob=hdi_prob, relabel=relabel, vb=vb)
     hdi_prob = float(table.attrs.get("hdi_prob", hdi_prob))
     rows = table[table.parameter.isin(list(parameters))].reset_index(drop=True)
     if rows.empty:
@@ -122,7 +128,7 @@ def plot_parameters(
     return _parameters_panels(rows, axes, hdi_prob, names)
 
 
-def _forest(ax, rows, y, values, hdi_prob):
+def _forest(ax, rows, y, values, hdi_prob, vb_values=None):
     """HDI lines, posterior-mean dots and EM diamonds of ``rows`` at heights ``y``."""
     low, high, mean, em_v = values.T
     inside = rows.inside.to_numpy(dtype=bool)
@@ -139,13 +145,20 @@ def _forest(ax, rows, y, values, hdi_prob):
         linewidths=1.3,
         zorder=4,
     )
+    if vb_values is not None:  # the variational interval, just below
+        v_low, v_high, v_mean = vb_values.T
+        ax.hlines(y - 0.28, v_low, v_high, colors=colours, lw=1.0, alpha=0.7, zorder=2)
+        ax.scatter(v_mean, y - 0.28, color=colours, marker="s", s=12, alpha=0.7, zorder=3)
     return int((~inside).sum())
 
 
-def _legend_handles(hdi_prob):
+_VB = ("vb_hdi_low", "vb_hdi_high", "vb_mean")
+
+
+def _legend_handles(hdi_prob, vb: bool = False):
     from matplotlib.lines import Line2D
 
-    return [
+    handles = [
         Line2D(
             [],
             [],
@@ -160,10 +173,20 @@ def _legend_handles(hdi_prob):
             [], [], ls="none", marker="D", mfc=EM_COLOUR, mec=EM_COLOUR, label="EM outside HDI"
         ),
     ]
+    if vb:
+        handles.append(
+            Line2D(
+                [], [], color="0.4", lw=1.0, marker="s", ms=3, label=f"VB mean, {hdi_prob:.0%} HDI"
+            )
+        )
+    return handles
 
 
-def _values(rows, standardize: bool) -> np.ndarray:
-    values = rows[["hdi_low", "hdi_high", "post_mean", "em"]].to_numpy(dtype=np.float64)
+def _values(rows, standardize: bool, columns=("hdi_low", "hdi_high", "post_mean", "em")):
+    """The columns to draw, as values or standardised by the posterior; None if absent."""
+    if not set(columns) <= set(rows.columns):
+        return None
+    values = rows[list(columns)].to_numpy(dtype=np.float64)
     if standardize:
         mean = rows.post_mean.to_numpy()[:, None]
         sd = rows.post_sd.to_numpy()[:, None]
@@ -176,7 +199,9 @@ def _parameters_one_axis(rows, ax, hdi_prob, standardize, names):
     n = len(rows)
     y = np.arange(n)[::-1]  # first row on top
     ax = _axes(ax, figsize=(8.0, 1.6 + 0.26 * n))
-    n_out = _forest(ax, rows, y, _values(rows, standardize), hdi_prob)
+    n_out = _forest(
+        ax, rows, y, _values(rows, standardize), hdi_prob, _values(rows, standardize, _VB)
+    )
     group = rows.parameter.astype(str).to_numpy()
     for i in np.flatnonzero(group[1:] != group[:-1]):  # separators between kinds
         ax.axhline(y[i] - 0.5, color="0.85", lw=0.8, zorder=1)
@@ -197,7 +222,7 @@ def _parameters_one_axis(rows, ax, hdi_prob, standardize, names):
     )
     # on the axis, in a strip kept free above the rows: ax.get_legend() finds it
     ax.legend(
-        handles=_legend_handles(hdi_prob),
+        handles=_legend_handles(hdi_prob, "vb_mean" in rows.columns),
         frameon=False,
         fontsize="small",
         loc="upper center",
@@ -231,7 +256,7 @@ def _parameters_panels(rows, axes, hdi_prob, names):
     for ax, (parameter, index) in zip(flat, keys, strict=False):
         sel = rows[(rows.parameter.astype(str) == parameter) & (rows["index"] == index)]
         y = -sel.component.to_numpy()  # component 0 on top
-        n_out += _forest(ax, sel, y, _values(sel, False), hdi_prob)
+        n_out += _forest(ax, sel, y, _values(sel, False), hdi_prob, _values(sel, False, _VB))
         ax.set_yticks(y, [f"{k}" for k in sel.component])
         for tick, k in zip(ax.get_yticklabels(), sel.component, strict=True):
             tick.set_color(_colour(int(k)))
@@ -249,7 +274,7 @@ def _parameters_panels(rows, axes, hdi_prob, names):
         f"Posterior {hdi_prob:.0%} HDIs and EM values ({n_out} of {len(rows)} EM outside)",
         fontsize="medium",
     )
-    _legend(flat[0], _legend_handles(hdi_prob), own_figure)
+    _legend(flat[0], _legend_handles(hdi_prob, "vb_mean" in rows.columns), own_figure)
     return axes
 
 

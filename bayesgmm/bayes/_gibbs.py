@@ -1,0 +1,273 @@
+"""The blocked Gibbs sampler (data augmentation) under the shared conjugate prior.
+
+One sweep of every chain:
+
+1. ``z | theta, X``: each row's component drawn from its responsibilities
+   (one uniform per row against the cumulative responsibilities), block by
+   block over the data as in the EM E-step, with the one-hot assignments'
+   sufficient statistics accumulated by the EM engine's kernel
+   (:func:`bayesgmm.em._core.stats_from_responsibilities`);
+2. ``theta | z, X``: the conjugate posterior of those statistics
+   (:func:`bayesgmm._core._conjugate.posterior`, the update variational Bayes
+   uses) and one draw from it: ``weights ~ Dirichlet(alpha + N_k)``, every
+   component's mean and covariance from its Normal-Inverse-Wishart (or
+   Normal-Inverse-Gamma, or shared Inverse-Wishart for ``tied``) posterior.
+
+Chains advance together: the Cholesky factors of all chains' covariances
+are computed as one batch of single-matrix LAPACK calls
+(:mod:`bayesgmm._core._linalg`), the assignment step is ``jax.vmap``-ed over
+chains (no LAPACK inside), and the sweeps run in a compiled ``lax.scan``. The
+data, weights, prior and starting points are arguments of the compiled
+program: one program per shape class, as for EM. The data are standardised
+(:class:`bayesgmm.em._standardize.Standardizer`) and the draws mapped back.
+
+Sample weights must be 0 or 1: a row of weight 2 is two rows with two
+independent assignments, which one shared assignment does not give.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesgmm._core import _conjugate, _linalg
+from bayesgmm._core import covariance as _cov
+from bayesgmm._core._blocks import em_block_layout
+from bayesgmm._core._mixture import component_log_prob
+from bayesgmm._core._precision import x64
+from bayesgmm._core._threads import single_threaded_blas
+from bayesgmm._core._validation import column_stats
+from bayesgmm._core.params import GMMParams
+from bayesgmm.bayes._posterior import Posterior
+from bayesgmm.em._core import stats_from_responsibilities
+from bayesgmm.em._standardize import Standardizer
+
+__all__ = ["check_gibbs_weights", "gibbs_draws", "run_gibbs", "sample_gibbs_validated"]
+
+
+def check_gibbs_weights(w: np.ndarray) -> None:
+    """Refuse sample weights other than 0 and 1 (see the module docstring)."""
+    if not np.all((w == 0.0) | (w == 1.0)):
+        raise ValueError(
+            "method='gibbs' takes sample weights of 0 or 1 only: a row of weight 2 must act "
+            "as two rows with their own assignments, which the sampler does not do. Repeat "
+            "the rows instead (np.repeat(X, counts, axis=0)), or use method='nuts' or "
+            "bayesgmm.fit_vb, which take any non-negative weights."
+        )
+
+
+def _assign(key, means, prec, logdet, log_w, X, w, n_used):
+    """Draw every row's component; the one-hot statistics and the log-likelihood.
+
+    ``X`` (n_blocks, B, D), ``w`` (n_blocks, B); unbatched parameters.
+    """
+    K, D = means.shape
+    dt = X.dtype
+
+    def block(i, acc):
+        xb, wb = X[i], w[i]
+        lp = component_log_prob(xb, means, prec, logdet) + log_w
+        top = jnp.max(lp, axis=1)
+        top = jnp.where(jnp.isfinite(top), top, 0.0)
+        cum = jnp.cumsum(jnp.exp(lp - top[:, None]), axis=1)
+        u = jax.random.uniform(jax.random.fold_in(key, i), (xb.shape[0],), dtype=dt)
+        z = jnp.minimum(jnp.sum(cum < (u * cum[:, -1])[:, None], axis=1), K - 1)
+        onehot = (z[:, None] == jnp.arange(K)).astype(dt)
+        s = stats_from_responsibilities(xb[None], wb[None], onehot[None])
+        ll = jnp.sum(jnp.where(wb > 0, wb * (top + jnp.log(cum[:, -1])), 0.0))
+        return (acc[0] + s.counts, acc[1] + s.sums, acc[2] + s.outer, acc[3] + ll)
+
+    init = (
+        jnp.zeros(K, dt),
+        jnp.zeros((K, D), dt),
+        jnp.zeros((K, D, D), dt),
+        jnp.zeros((), dt),
+    )
+    return jax.lax.fori_loop(0, n_used, block, init)
+
+
+def _sweep(key, params: GMMParams, X, w, n_used, prior, structure: str, per_chain_data: bool):
+    """One Gibbs sweep of every chain; ``params`` with a leading chain axis."""
+    key_z, key_theta = jax.random.split(key)
+    chol = _linalg.cholesky(params.covariances)
+    prec = _linalg.precision_cholesky(chol)
+    logdet = _linalg.logdet_from_cholesky(chol)
+    C = params.weights.shape[0]
+    data_axis = 0 if per_chain_data else None
+    counts, sums, outer, log_lik = jax.vmap(
+        _assign, in_axes=(0, 0, 0, 0, 0, data_axis, data_axis, None)
+    )(
+        jax.random.split(key_z, C),
+        params.means,
+        prec,
+        logdet,
+        jnp.log(params.weights),
+        X,
+        w,
+        n_used,
+    )
+    fam = _cov.get(structure).conjugate
+    post = _conjugate.posterior(prior, counts, sums, outer, fam)
+    return _conjugate.sample(key_theta, post, fam), counts.min(axis=-1), log_lik
+
+
+def run_gibbs(
+    key,
+    params0: GMMParams,
+    X,
+    w,
+    n_used,
+    prior,
+    *,
+    structure: str,
+    num_warmup: int,
+    num_samples: int,
+    thin: int = 1,
+    per_chain_data: bool = False,
+):
+    """Gibbs chains from ``params0`` (batch (C,)); draws with axes (C, S, ...).
+
+    Parameters
+    ----------
+    key : jax.random key
+    params0 : GMMParams with batch shape (C,)
+    X : array of shape (n_blocks, B, D), or (C, n_blocks, B, D) with ``per_chain_data``
+    w : array of shape (n_blocks, B), or (C, n_blocks, B)
+    n_used : int
+        Blocks that hold data (the rest are zero-weight padding).
+    prior : Prior
+    structure : str
+    num_warmup, num_samples, thin : int
+        Sweeps discarded, draws kept, and sweeps per kept draw.
+    per_chain_data : bool
+        Each chain has data of its own (simulation-based calibration).
+
+    Returns
+    -------
+    (GMMParams, dict)
+        Draws with batch shape (C, num_samples), and per draw ``min_count``
+        (the smallest component count of the assignments it was drawn from)
+        and ``log_likelihood_start`` (the log-likelihood of the parameters
+        the sweep started from), each (C, num_samples).
+    """
+    args = (X, w, n_used, prior, structure, per_chain_data)
+
+    def warm(carry, _):
+        key, params = carry
+        key, sub = jax.random.split(key)
+        return (key, _sweep(sub, params, *args)[0]), None
+
+    def kept(carry, _):
+        key, params = carry
+        for _ in range(thin):
+            key, sub = jax.random.split(key)
+            params, min_count, log_lik = _sweep(sub, params, *args)
+        return (key, params), (params, min_count, log_lik)
+
+    carry, _ = jax.lax.scan(warm, (key, params0), None, length=num_warmup)
+    _, (draws, min_count, log_lik) = jax.lax.scan(kept, carry, None, length=num_samples)
+    draws = jax.tree.map(lambda leaf: jnp.swapaxes(leaf, 0, 1), draws)
+    stats = {"min_count": min_count.T, "log_likelihood_start": log_lik.T}
+    return draws, stats
+
+
+run_gibbs_jit = jax.jit(
+    run_gibbs,
+    static_argnames=("structure", "num_warmup", "num_samples", "thin", "per_chain_data"),
+)
+
+
+@x64
+def gibbs_draws(
+    key,
+    starts: GMMParams,
+    data: np.ndarray,
+    w: np.ndarray,
+    prior,
+    *,
+    structure: str,
+    num_warmup: int,
+    num_samples: int,
+    thin: int = 1,
+    block_size: int | None = None,
+):
+    """Gibbs draws in the user's units: standardise, run the compiled chains, map back.
+
+    ``data`` (N, D) and ``w`` (N,) validated, weights 0 or 1; ``starts`` one
+    GMMParams per chain (batch (C,)); ``prior`` checked for K and D.
+    Returns ``(draws, stats)`` as :func:`run_gibbs`, draws as NumPy arrays.
+    """
+    N, D = data.shape
+    K = starts.n_components
+    dt = data.dtype
+    with single_threaded_blas():
+        std = Standardizer.from_stats(column_stats(data, w))
+        n_blocks, n_used, B = em_block_layout(N, K, D, block_size)
+        Xs = std.blocks(data, n_blocks, B)
+        ws = np.concatenate([w, np.zeros(n_blocks * B - N, dt)]).reshape(n_blocks, B)
+        draws, stats = run_gibbs_jit(
+            key,
+            std.params_in(starts),
+            Xs,
+            jax.device_put(ws),
+            np.asarray(n_used, np.int32),
+            std.prior_in(prior),
+            structure=structure,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            thin=thin,
+        )
+    draws = std.params_out(jax.tree.map(np.asarray, draws))
+    log_jac = float(w.sum()) * D * np.log(std.scale)
+    stats = {
+        "min_count": np.asarray(stats["min_count"]),
+        "log_likelihood_start": np.asarray(stats["log_likelihood_start"]) - log_jac,
+    }
+    return GMMParams._unchecked(*(np.asarray(leaf) for leaf in jax.tree.leaves(draws))), stats
+
+
+def sample_gibbs_validated(
+    data: np.ndarray,
+    w: np.ndarray,
+    *,
+    structure,
+    prior,
+    key,
+    starts: GMMParams,
+    reference: GMMParams | None,
+    reference_kind: str | None,
+    num_warmup: int,
+    num_samples: int,
+) -> Posterior:
+    """:func:`bayesgmm.sample_posterior` with ``method="gibbs"`` on validated inputs.
+
+    ``structure`` is the registry entry, ``starts`` one GMMParams per chain.
+    """
+    check_gibbs_weights(w)
+    draws, stats = gibbs_draws(
+        key,
+        starts,
+        data,
+        w,
+        prior,
+        structure=structure.name,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+    )
+    params = GMMParams(
+        weights=draws.weights,
+        means=draws.means,
+        covariances=0.5 * (draws.covariances + np.swapaxes(draws.covariances, -1, -2)),
+    )
+    return Posterior(
+        params=params,
+        X=data,
+        sample_weight=w,
+        prior=prior,
+        covariance_type=structure.name,
+        reference=reference,
+        reference_kind=reference_kind,
+        sample_stats=stats,
+        sampler="gibbs",
+    )

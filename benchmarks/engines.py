@@ -1,0 +1,154 @@
+"""VB and Gibbs against their references: seconds per VB iteration, Gibbs ESS per second.
+
+Run: ``python benchmarks/engines.py`` (the configurations of issue 16 that fit
+in a few minutes), ``--all`` for the larger ones as well (NUTS at N=100,000 is
+left out: it does not finish in 10 minutes on a 2-core machine).
+
+1. Seconds per VB iteration of :func:`bayesgmm.fit_vb` against scikit-learn's
+   ``BayesianGaussianMixture`` (Dirichlet weights, the mapped prior,
+   ``reg_covar=0``) on the same data from the same responsibilities, both
+   running a fixed number of iterations (``tol=0``); bayesgmm's time excludes
+   compilation (a first call of the same shape compiles).
+2. Bulk ESS per second of ``sample_posterior(method="gibbs")`` against
+   ``method="nuts"``, both started from the MAP-EM fit, relabelled against it:
+   the smallest bulk ESS over the component means, divided by the wall time of
+   a second, compiled call (warmup included). Gibbs uses 4 chains x (200 +
+   2000) sweeps, NUTS 4 chains x (500 + 500) transitions.
+3. With ``--all``: Gibbs at N=1,000,000, D=10, K=8, 2 chains x 1,000 sweeps,
+   and the largest error of its posterior means against the true means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+
+
+def mixture(n, d, k, seed=0):
+    """Well separated Gaussian clusters: data and the true means, weights."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=6.0, size=(k, d))
+    weights = rng.dirichlet(np.full(k, 5.0))
+    labels = rng.choice(k, size=n, p=weights)
+    scales = rng.uniform(0.5, 1.5, size=(k, d))
+    X = means[labels] + rng.standard_normal((n, d)) * scales[labels]
+    return X, means, weights
+
+
+def vb_seconds_per_iteration(n=100_000, d=10, k=8, iters=20):
+    from sklearn.mixture import BayesianGaussianMixture
+
+    import bayesgmm as bg
+
+    X, _, _ = mixture(n, d, k)
+    prior = bg.Prior.default(X, k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a rough start: three EM iterations
+        start = bg.fit_em(X, k, prior=prior, max_iter=3).params
+    resp = np.asarray(start.responsibilities(X))
+
+    class FromResponsibilities(BayesianGaussianMixture):
+        def _initialize_parameters(self, X, random_state, xp=None):
+            self._initialize(X, resp)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bg.fit_vb(X, k, prior=prior, init=start, tol=0.0, max_iter=iters)  # compiles
+        t0 = time.perf_counter()
+        vb = bg.fit_vb(X, k, prior=prior, init=start, tol=0.0, max_iter=iters)
+        ours = (time.perf_counter() - t0) / vb.n_iter
+        sk = FromResponsibilities(
+            n_components=k,
+            weight_concentration_prior_type="dirichlet_distribution",
+            weight_concentration_prior=1.0,
+            mean_prior=np.asarray(prior.mean),
+            mean_precision_prior=float(prior.mean_precision),
+            degrees_of_freedom_prior=float(prior.dof),
+            covariance_prior=np.asarray(prior.scale),
+            reg_covar=0.0,
+            tol=0.0,
+            max_iter=iters,
+        )
+        t0 = time.perf_counter()
+        sk.fit(X)
+        theirs = (time.perf_counter() - t0) / sk.n_iter_
+    same = np.abs(vb.means - sk.means_).max()
+    print(
+        f"VB  N={n:,} D={d} K={k}: bayesgmm {ours * 1e3:.1f} ms/iteration, "
+        f"scikit-learn {theirs * 1e3:.1f} ms/iteration ({theirs / ours:.1f}x); "
+        f"largest difference of the means after {iters} iterations {same:.2e}"
+    )
+
+
+def _min_bulk_ess(post):
+    import arviz as az
+
+    means = post.params.means.reshape(*post.params.batch_shape, -1)
+    return float(az.ess(az.convert_to_dataset(means), method="bulk")["x"].values.min())
+
+
+def ess_per_second(n, d, k, nuts=True):
+    import bayesgmm as bg
+
+    X, _, _ = mixture(n, d, k, seed=1)
+    prior = bg.Prior.default(X, k)
+    em = bg.fit_em(X, k, prior=prior, n_init=4)
+    runs = {"gibbs": dict(method="gibbs", num_warmup=200, num_samples=2000)}
+    if nuts:
+        runs["nuts"] = dict(num_warmup=500, num_samples=500, progress_bar=False)
+    out = {}
+    for name, kw in runs.items():
+        common = dict(prior=prior, init=em, num_chains=4, **kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bg.sample_posterior(X, k, seed=0, **common)  # compiles
+            t0 = time.perf_counter()
+            post = bg.sample_posterior(X, k, seed=1, **common)
+            seconds = time.perf_counter() - t0
+        ess = _min_bulk_ess(post.relabel())
+        out[name] = ess / seconds
+        print(
+            f"{name:5s} N={n:,} D={d} K={k}: {seconds:.1f} s, min bulk ESS of the means "
+            f"{ess:.0f}, {ess / seconds:.1f} ESS/s"
+        )
+    if nuts:
+        print(f"      Gibbs / NUTS ESS per second: {out['gibbs'] / out['nuts']:.1f}x")
+
+
+def gibbs_million(n=1_000_000, d=10, k=8):
+    import bayesgmm as bg
+
+    X, true_means, _ = mixture(n, d, k, seed=2)
+    prior = bg.Prior.default(X, k)
+    em = bg.fit_em(X, k, prior=prior, n_init=2)
+    t0 = time.perf_counter()
+    post = bg.sample_posterior(
+        X, k, prior=prior, init=em, method="gibbs", num_chains=2, num_warmup=0, num_samples=1000
+    )
+    seconds = time.perf_counter() - t0
+    est = post.relabel().params.means.mean(axis=(0, 1))
+    # match the estimated components to the true ones by nearest mean
+    err = max(np.abs(true_means - m).sum(axis=1).min() for m in est) / d
+    print(
+        f"Gibbs N={n:,} D={d} K={k}, 2 chains x 1,000 sweeps: {seconds:.0f} s (compilation "
+        f"included); mean absolute error of the posterior means against the truth {err:.3g}"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--all", action="store_true", help="also the large configurations")
+    args = parser.parse_args()
+    vb_seconds_per_iteration()
+    ess_per_second(1_000, 2, 3)
+    if args.all:
+        ess_per_second(10_000, 5, 4)
+        ess_per_second(100_000, 10, 8, nuts=False)
+        gibbs_million()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""The blocked Gibbs sampler (sample_posterior(method="gibbs")) against references.
+
+- K = 1: every sweep is an independent draw from the closed-form posterior
+  (``test_exact_posterior``'s, itself checked against SciPy and numerical
+  integration): means and sds within 4 Monte Carlo standard errors, and not
+  within them for the posterior of another prior.
+- NUTS on the same data and prior (slow): every weight, mean and covariance
+  entry's posterior mean and sd agree within 4 combined Monte Carlo standard
+  errors after relabelling.
+- Simulation-based calibration for all four structures, and SBC rejecting a
+  sampler with a planted bug in the conjugate update.
+- The Posterior it returns works with relabel, ArviZ and the comparison tools;
+  weights other than 0/1 and NUTS settings are refused.
+"""
+
+import arviz as az
+import jax
+import numpy as np
+import pytest
+from test_exact_posterior import exact_posterior, free_entries, make_prior, within_mcse
+from test_sbc import make_prior as sbc_prior
+
+import bayesgmm as bg
+from bayesgmm._core import _conjugate
+
+TYPES = ["full", "tied", "diag", "spherical"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(11)
+    cov = np.array([[1.5, -0.6], [-0.6, 0.8]])
+    return rng.multivariate_normal([1.0, -2.0], cov, size=20)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_one_component_matches_the_exact_posterior(data, covariance_type):
+    prior = make_prior()
+    post = bg.sample_posterior(
+        data,
+        1,
+        prior=prior,
+        covariance_type=covariance_type,
+        method="gibbs",
+        num_chains=2,
+        num_warmup=10,
+        num_samples=2000,
+        seed=4,
+    )
+    assert post.sampler == "gibbs" and post.params.means.shape == (2, 2000, 1, 2)
+    means = post.params.means[:, :, 0]
+    cov = post.params.covariances[:, :, 0]
+    entries = free_entries(covariance_type, 2)
+    cov_draws = np.stack([cov[..., i, j] for i, j in entries], axis=-1)
+
+    def errors(exact):
+        mean_err = within_mcse(means, exact["mean_mean"], np.sqrt(exact["mean_var"]))
+        cov_err = within_mcse(
+            cov_draws,
+            np.array([exact["cov_mean"][e] for e in entries]),
+            np.sqrt([exact["cov_var"][e] for e in entries]),
+        )
+        return np.concatenate([*mean_err, *cov_err])
+
+    assert errors(exact_posterior(data, prior, covariance_type)).max() < 4.0
+    wrong = errors(exact_posterior(data, make_prior(dof=2 + 3.0 + 3.0), covariance_type))
+    assert wrong.max() > 6.0
+
+
+def _flat(post):
+    """(chain, draw, n) draws of every weight, mean and free covariance entry, and names."""
+    p = post.params
+    K, D = p.n_components, p.n_features
+    cols, names = [], []
+    for k in range(K):
+        cols.append(p.weights[..., k])
+        names.append(f"w[{k}]")
+        for d in range(D):
+            cols.append(p.means[..., k, d])
+            names.append(f"mu[{k},{d}]")
+        for i, j in free_entries(post.covariance_type, D):
+            cols.append(p.covariances[..., k, i, j])
+            names.append(f"cov[{k},{i},{j}]")
+    return np.stack(cols, axis=-1), names
+
+
+def _z_between(a, b):
+    """|difference| / combined MCSE of the means and of the sds of two sets of draws."""
+    out = []
+    for stat, method in ((lambda x: x.mean((0, 1)), "mean"), (lambda x: x.std((0, 1)), "sd")):
+        se = [az.mcse(az.convert_to_dataset(x), method=method)["x"].values for x in (a, b)]
+        out.append(np.abs(stat(a) - stat(b)) / np.sqrt(se[0] ** 2 + se[1] ** 2))
+    return np.concatenate(out)
+
+
+def _three_clusters(n=300, seed=5):
+    rng = np.random.default_rng(seed)
+    centers = np.array([[0.0, 0.0], [4.0, 1.0], [1.0, 4.5]])
+    labels = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
+    return centers[labels] + rng.standard_normal((n, 2)) @ np.array([[1.0, 0.3], [0.0, 0.8]])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("dataset", "K", "covariance_type"),
+    [("faithful", 2, "full"), ("three", 3, "full")],
+)
+def test_gibbs_agrees_with_nuts(faithful, dataset, K, covariance_type):
+    X = faithful if dataset == "faithful" else _three_clusters()
+    prior = bg.Prior.default(X, K)
+    em = bg.fit_em(X, K, prior=prior, covariance_type=covariance_type, n_init=4)
+    common = dict(prior=prior, covariance_type=covariance_type, init=em, num_chains=4)
+    gibbs = bg.sample_posterior(
+        X, K, method="gibbs", num_warmup=200, num_samples=2500, seed=1, **common
+    ).relabel()
+    nuts = bg.sample_posterior(
+        X, K, num_warmup=300, num_samples=500, seed=2, progress_bar=False, **common
+    ).relabel()
+    a, names = _flat(gibbs)
+    b, _ = _flat(nuts)
+    z = _z_between(a, b)
+    assert z.max() < 4.0, dict(zip(names * 2, np.round(z, 2), strict=True))
+    # the check has power: the draws of another prior's posterior are far off
+    other = bg.sample_posterior(
+        X,
+        K,
+        method="gibbs",
+        num_warmup=200,
+        num_samples=2500,
+        seed=1,
+        **{**common, "prior": bg.Prior.default(X, K, dof=X.shape[1] + 40.0)},
+    ).relabel()
+    assert _z_between(_flat(other)[0], b).max() > 6.0
+
+
+SBC = dict(n_obs=25, num_warmup=100, num_samples=200, thin=2, n_bins=10, method="gibbs")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_sbc_ranks_are_uniform(covariance_type):
+    """K=2, D=2, 200 replications of 100 thinned Gibbs draws: no group rejects."""
+    res = bg.calibration.simulation_based_calibration(
+        2, 2, covariance_type, prior=sbc_prior(2, 2), n_replications=200, seed=1, **SBC
+    )
+    assert res.n_draws == 100 and res.n_replications == 200
+    assert res.min_p_value > 0.001, res.summary()
+
+
+@pytest.fixture
+def planted_bug(monkeypatch):
+    """The conjugate update forgets the data in the means' precision (kappa_k = kappa).
+
+    A plausible slip (the posterior of ``mu_k | Sigma_k`` written with the
+    prior's ``Sigma_k / kappa``): the means scatter far too widely. The compiled
+    programs are dropped before and after, so the sampler is traced with it.
+    """
+    right = _conjugate.posterior
+
+    def wrong(prior, counts, sums, outer, fam):
+        post = right(prior, counts, sums, outer, fam)
+        return post._replace(mean_precision=post.mean_precision * 0 + prior.mean_precision)
+
+    jax.clear_caches()
+    monkeypatch.setattr(_conjugate, "posterior", wrong)
+    yield
+    monkeypatch.undo()
+    jax.clear_caches()
+
+
+def test_sbc_catches_a_planted_bug(planted_bug):
+    res = bg.calibration.simulation_based_calibration(
+        2, 2, "full", prior=sbc_prior(2, 2), n_replications=100, seed=2, **SBC
+    )
+    assert res.group_p_values["means"] < 1e-6, res.summary()
+
+
+def test_posterior_works_downstream(faithful):
+    prior = bg.Prior.default(faithful, 2)
+    em = bg.fit_em(faithful, 2, prior=prior)
+    post = bg.sample_posterior(
+        faithful, 2, prior=prior, method="gibbs", init=em, num_chains=2, num_samples=200
+    )
+    assert "sampler='gibbs'" in repr(post)
+    assert post.reference_kind == "MAP-EM"
+    assert post.sample_stats["min_count"].shape == (2, 200)
+    idata = post.relabel().to_arviz()
+    assert set(idata.posterior["means"].dims) >= {"chain", "draw", "component", "feature"}
+    table = bg.em_vs_posterior(em, post.relabel())
+    assert len(table) > 0
+    # the same seed gives the same draws; another seed other draws
+    again = bg.sample_posterior(
+        faithful, 2, prior=prior, method="gibbs", init=em, num_chains=2, num_samples=200
+    )
+    np.testing.assert_array_equal(again.params.means, post.params.means)
+    other = bg.sample_posterior(
+        faithful, 2, prior=prior, method="gibbs", init=em, num_chains=2, num_samples=200, seed=1
+    )
+    assert not np.array_equal(other.params.means, post.params.means)
+
+
+def test_vb_is_a_third_estimate_in_the_comparison_tools(faithful):
+    """em_vs_posterior(..., vb=) and plot_parameters(..., vb=): VB beside EM and the draws."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    prior = bg.Prior.default(faithful, 2)
+    em = bg.fit_em(faithful, 2, prior=prior)
+    post = bg.sample_posterior(
+        faithful, 2, prior=prior, method="gibbs", init=em, num_chains=2, num_samples=1000
+    )
+    # VB's labels are the other way round from the posterior's: matching must undo it
+    vb = bg.fit_vb(faithful, 2, prior=prior, init=_swap(em.params))
+    table = bg.em_vs_posterior(em, post, vb=vb)
+    means = table[table.parameter == "mean"]
+    # well separated clusters: VB is close to the exact posterior, entry by entry
+    assert (np.abs(means.vb_mean - means.post_mean) < 0.5 * means.post_sd).all()
+    assert means.vb_sd_ratio.between(0.7, 1.3).all(), means.vb_sd_ratio
+    assert (table.vb_hdi_low < table.vb_hdi_high).all()
+    # a VBResult is a point estimate too (its posterior mean)
+    as_point = bg.em_vs_posterior(vb, post)
+    np.testing.assert_allclose(
+        np.sort(as_point[as_point.parameter == "weight"].em), np.sort(vb.params.weights)
+    )
+    axes = bg.plots.plot_parameters(em, post, vb=vb)
+    fig = axes.ravel()[0].figure
+    labels = [t.get_text() for t in fig.legends[0].get_texts()] if fig.legends else []
+    labels += [t.get_text() for a in axes.ravel() if a.get_legend() for t in a.get_legend().texts]
+    assert any(label.startswith("VB mean") for label in labels), labels
+    plain = bg.plots.plot_parameters(em, post)
+    n_lines = [sum(len(a.collections) for a in ax.ravel()) for ax in (axes, plain)]
+    assert n_lines[0] > n_lines[1]
+    plt.close("all")
+
+
+def _swap(params):
+    return bg.GMMParams(params.weights[::-1], params.means[::-1], params.covariances[::-1])
+
+
+def test_refusals(faithful):
+    w = np.ones(len(faithful))
+    w[0] = 2.0
+    with pytest.raises(ValueError, match="weights of 0 or 1"):
+        bg.sample_posterior(faithful, 2, method="gibbs", sample_weight=w)
+    with pytest.raises(ValueError, match="step_size"):
+        bg.sample_posterior(faithful, 2, method="gibbs", step_size=0.1)
+    with pytest.raises(ValueError, match="method must be one of"):
+        bg.sample_posterior(faithful, 2, method="hmc")
