@@ -11,6 +11,7 @@
 """
 
 import math
+import warnings
 
 import jax
 import numpy as np
@@ -103,9 +104,20 @@ def test_elbo_never_decreases(covariance_type):
     for seed in range(4):
         X = bg.datasets.make_four_gaussians_2d(150, seed=seed)
         prior = bg.Prior.default(X, 4, weight_concentration=[0.5, 1.0][seed % 2])
-        vb = bg.fit_vb(
-            X, 4, prior=prior, covariance_type=covariance_type, init="random", seed=seed
-        )
+        # a tight tol: from random responsibilities the tied fit sits near the
+        # symmetric saddle, where the default tol would stop after two steps
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", bg.ConvergenceWarning)
+            vb = bg.fit_vb(
+                X,
+                4,
+                prior=prior,
+                covariance_type=covariance_type,
+                init="random",
+                seed=seed,
+                tol=1e-12,
+                max_iter=60,
+            )
         steps = np.diff(vb.history)
         assert vb.n_iter > 3
         assert steps.min() >= -1e-9 * abs(vb.elbo), (seed, steps.min())

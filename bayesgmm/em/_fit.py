@@ -398,9 +398,8 @@ def fit_validated(
         if stats is None:
             stats = column_stats(data, w)
         std = Standardizer.from_stats(stats)
-        # Maximum likelihood on small data: K padded to its class and the
-        # built-in structures chosen at run time, so that one program serves
-        # K = 1..8 in all four; the padding components keep weight 0 throughout.
+        # ML on small data: K padded to its class, the structure picked at run time:
+        # one program for K = 1..8 in all four (the padding keeps weight 0).
         padded = prior is None and block_size is None
         family = padded and structure in _cov.COVARIANCE_TYPES
         K_fit = component_class(N, K, D) if padded else K
@@ -430,8 +429,7 @@ def fit_validated(
         if _em_core.fit_restarts_jit._cache_size() != programs:  # this fit compiled one
             _memory_maps.release_if_near_limit()
         out = jax.tree.map(np.asarray, out)  # one transfer, then NumPy slicing
-        if K_fit != K:
-            out = out._replace(params=out.params._take_components(K))
+        out = out._replace(params=out.params._take_components(K))
         return _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale)
 
 
