@@ -11,6 +11,7 @@ import numpy as np
 from bayesgmm._core import _memory_maps, _warnings
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._blocks import component_class, em_block_layout
+from bayesgmm._core._dask_arrays import is_dask_collection
 from bayesgmm._core._precision import resolve_dtype, x64
 from bayesgmm._core._threads import single_threaded_blas
 from bayesgmm._core._validation import (
@@ -221,8 +222,11 @@ def fit_em(
 
     Parameters
     ----------
-    X : array-like of shape (N, D)
-        Data. A 1-D array is read as N values of one feature.
+    X : array-like of shape (N, D), or dask array
+        Data. A 1-D array is read as N values of one feature. A dask array
+        (or DataFrame) is fitted chunk by chunk where its chunks live, on the
+        Dask cluster of the current ``Client`` (see :mod:`bayesgmm.em._dask`;
+        needs ``pip install 'bayesgmm[dask]'``).
     n_components : int
         Number of components K, ``1 <= K <= N``.
     covariance_type : {"full", "tied", "diag", "spherical"}
@@ -281,6 +285,8 @@ def fit_em(
     >>> bool(em.bic < bg.fit_em(X, n_components=1).bic)
     True
     """
+    if is_dask_collection(X):  # chunk by chunk on the Dask cluster, the same arguments
+        return _fit_dask(**locals())
     dt = resolve_dtype(dtype, X)
     # No copy of X here: EM reads it once, into the standardised device buffer.
     data, w, K = check_fit_inputs(X, n_components, sample_weight, dt, copy=False)
@@ -305,6 +311,13 @@ def fit_em(
     warn_reg_covar_scale(data, w, settings["reg_covar"], stats)
     result = fit_validated(data, w, K, key=key, stats=stats, **settings)
     return result if names is None else replace(result, feature_names=names)
+
+
+def _fit_dask(**arguments) -> EMResult:
+    """:func:`fit_em` on a dask array; Dask is imported only here (an optional extra)."""
+    from bayesgmm.em import _dask
+
+    return _dask.fit_em(**arguments)
 
 
 def check_em_settings(
@@ -430,7 +443,8 @@ def fit_validated(
             _memory_maps.release_if_near_limit()
         out = jax.tree.map(np.asarray, out)  # one transfer, then NumPy slicing
         out = out._replace(params=out.params._take_components(K))
-        return _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale)
+        totals = (float(w.sum()), int((w > 0).sum()))
+        return _select_best(out, std, prior, structure, totals, reg_covar, D, w_scale)
 
 
 def _weights_for_fit(w: np.ndarray, prior: Prior | None) -> tuple[np.ndarray, float]:
@@ -475,12 +489,15 @@ def _check_init(init, K: int, D: int, dtype) -> GMMParams | None:
     raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams; got {init!r}.")
 
 
-def _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale=1.0) -> EMResult:
+def _select_best(out, std, prior, structure, totals, reg_covar, D, w_scale=1.0) -> EMResult:
     """The best restart, in the user's units and for the user's sample weights.
 
-    ``w`` are the user's weights; EM ran on ``w / w_scale`` (see
-    :func:`_weights_for_fit`), so its totals are multiplied by ``w_scale``.
+    ``totals`` is ``(sum of the user's weights, rows with positive weight)``;
+    EM ran on ``w / w_scale`` (see :func:`_weights_for_fit`), so its totals
+    are multiplied by ``w_scale``. Only these totals are needed, so a fit whose
+    data never sit in one process (:mod:`bayesgmm.em._dask`) uses it too.
     """
+    w_total, n_positive = totals
     failed = np.asarray(out.failed)
     objectives = np.where(failed, -np.inf, np.asarray(out.objective))
     if failed.all():
@@ -500,7 +517,7 @@ def _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale=1.0) ->
     best = int(np.argmax(objectives))
     pick = jax.tree.map(lambda leaf: np.asarray(leaf)[best], out)
     n_iter = int(pick.n_iter)
-    log_jac = float(w.sum()) * D * math.log(std.scale)
+    log_jac = w_total * D * math.log(std.scale)
     history = w_scale * np.asarray(pick.history[: n_iter + 1]) - log_jac
     params = std.params_out(pick.params)
     log_lik = w_scale * float(pick.log_lik) - log_jac
@@ -522,7 +539,7 @@ def _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale=1.0) ->
             f"EM did not converge in {n_iter} iterations; increase max_iter or loosen tol.",
             _warnings.ConvergenceWarning,
         )
-    degenerate = _degenerate_components(params, structure, prior, reg_covar, int((w > 0).sum()))
+    degenerate = _degenerate_components(params, structure, prior, reg_covar, n_positive)
     return EMResult(
         params=params,
         log_likelihood=log_lik,
@@ -533,7 +550,7 @@ def _select_best(out, std, prior, structure, w, reg_covar, N, D, w_scale=1.0) ->
         history_log_posterior=hist_post,
         covariance_type=structure,
         prior=prior,
-        n_samples=float(w.sum()),
+        n_samples=w_total,
         reg_covar=reg_covar,
         restart_objectives=np.where(
             failed, np.nan, w_scale * np.asarray(out.objective) - log_jac + prior_shift
