@@ -45,6 +45,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import replace
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -72,6 +73,8 @@ __all__ = ["SAMPLE_ROWS", "DaskRows", "fit_em", "import_dask"]
 SAMPLE_ROWS = 1 << 16
 #: How many partial results one reduction task adds (the tree's fan-in).
 SPLIT_EVERY = 8
+#: The sample's random stream is ``fold_in(key, SAMPLE_SALT)``, apart from the restarts'.
+SAMPLE_SALT = 0x5A3
 _INSTALL = "pip install 'bayesgmm[dask]'"
 # Passes completed in this process (for tests that act while a fit runs).
 passes_done = 0
@@ -268,7 +271,7 @@ def fit_em(
     if key is None:
         seed = check_seed(seed)
         key = jax.random.key(0 if seed is None else seed)
-    summary = rows.summary(K, jax.random.fold_in(key, 0x5A3))
+    summary = rows.summary(K, jax.random.fold_in(key, SAMPLE_SALT))
     stats = column_stats(summary, dt)
     warn_data_problems(summary.head_x, summary.head_w, K, stats)
     warn_reg_covar_scale(None, None, settings["reg_covar"], stats)
@@ -276,43 +279,46 @@ def fit_em(
     return result if names is None else replace(result, feature_names=names)
 
 
-def _fit(
-    rows: DaskRows,
-    summary,
-    stats,
-    K,
-    *,
-    key,
-    structure,
-    prior,
-    init,
-    n_init,
-    tol,
-    max_iter,
-    reg_covar,
-    block_size,
-) -> EMResult:
-    D, dt = rows.n_features, rows.dtype
+class Setup(NamedTuple):
+    """What a fit computes with, from the first pass: the standardising map and the layout.
+
+    ``prior`` and ``reg_covar`` are in standardised units; the weights are
+    divided by ``w_scale`` on the workers (see :class:`~bayesgmm.em._dask_chunks.ChunkLayout`).
+    """
+
+    std: Standardizer
+    layout: _chunks.ChunkLayout
+    w_scale: float
+    prior: object
+    reg_covar: np.ndarray
+
+
+def setup(rows: DaskRows, summary, stats: ColumnStats, K: int, *, prior, reg_covar, block_size):
+    """The :class:`Setup` of a fit, as :func:`bayesgmm.em._fit.fit_validated` sets up in memory."""
     std = Standardizer.from_stats(stats)
     w_scale = 1.0
     if prior is None:  # as _weights_for_fit: EM runs on weights of mean 1
         w_scale = summary.weight / rows.n_rows
         if not np.isfinite(w_scale):
             raise ValueError("sample_weight's sum overflows; divide the weights by a constant.")
-    layout = _chunks.ChunkLayout(std, w_scale, block_size or em_rows_per_block(K, D), dt.str)
-    prior_s = std.prior_in(prior)
-    reg_s = np.asarray(reg_covar / std.scale**2, dt)
+    B = block_size or em_rows_per_block(K, rows.n_features)
+    layout = _chunks.ChunkLayout(std, w_scale, B, rows.dtype.str)
+    reg = np.asarray(reg_covar / std.scale**2, rows.dtype)
+    return Setup(std, layout, w_scale, std.prior_in(prior), reg)
+
+
+def _fit(rows: DaskRows, summary, stats, K, *, key, structure, prior, init, n_init, tol,
+         max_iter, reg_covar, block_size) -> EMResult:  # fmt: skip
+    s = setup(rows, summary, stats, K, prior=prior, reg_covar=reg_covar, block_size=block_size)
     if isinstance(init, GMMParams):
-        starts = [std.params_in(init)]
+        starts = [s.std.params_in(init)]
     else:
-        starts = _initial_params(
-            rows, layout, summary, key, n_init, K, init, structure, prior_s, reg_s
-        )
-    out = _run(
-        rows, layout, starts, structure, prior_s, reg_s, tol, max_iter, summary.weight / w_scale
-    )
+        starts = initial_params(rows, s, summary, key, n_init, K, init, structure)
+    total_w = summary.weight / s.w_scale
+    out = _run(rows, s, starts, structure, tol, max_iter, total_w)
     totals = (summary.weight, summary.n_positive)
-    return _select_best(out, std, prior, structure, totals, reg_covar, D, w_scale)
+    return _select_best(out, s.std, prior, structure, totals, reg_covar, rows.n_features,
+                        s.w_scale)  # fmt: skip
 
 
 def _sample_centers(keys, X, w, n_components: int, method: str):
@@ -334,8 +340,15 @@ _sample_centers_jit = jax.jit(_sample_centers, static_argnames=("n_components", 
 _m_step_jit = jax.jit(_em_core.m_step, static_argnames=("structure",))
 
 
-def _initial_params(rows, layout, summary, key, n_init, K, method, structure, prior, reg_covar):
-    """Initial parameters of every restart: centres from the sample, one pass, M-steps."""
+def initial_params(rows, s: Setup, summary, key, n_init, K, method, structure):
+    """Initial parameters of every restart (standardised): centres from the sample, one pass.
+
+    The restarts' keys are ``split(key, n_init)``, as in memory. Each
+    restart's centres are chosen on the first pass's sample by ``method``;
+    one pass over the data assigns every row to its nearest centre (random
+    responsibilities for ``"random"``) and the M-step of each restart follows.
+    """
+    layout = s.layout
     keys = jax.random.split(key, n_init)
     if method == "random":
         starts = np.asarray(jax.random.key_data(keys))
@@ -351,13 +364,11 @@ def _initial_params(rows, layout, summary, key, n_init, K, method, structure, pr
     total = rows.reduce(
         _chunks.chunk_init_stats, _chunks.sum_stats, layout, starts, K, method, with_index=True
     )
-    return [
-        jax.tree.map(
-            np.asarray,
-            _m_step_jit(_em_core.Stats(*(s[r] for s in total)), structure, prior, reg_covar),
-        )
-        for r in range(n_init)
-    ]
+    out = []
+    for r in range(n_init):
+        stats = _em_core.Stats(*(leaf[r] for leaf in total))
+        out.append(jax.tree.map(np.asarray, _m_step_jit(stats, structure, s.prior, s.reg_covar)))
+    return out
 
 
 @functools.partial(jax.jit, static_argnames=("structure",))
@@ -374,7 +385,7 @@ def _stack(params: list[GMMParams]) -> list[np.ndarray]:
 _FIELDS = ("weights", "means", "covariances")
 
 
-def _run(rows, layout, starts, structure, prior, reg_covar, tol, max_iter, total_w):
+def _run(rows, s: Setup, starts, structure, tol, max_iter, total_w):
     """EM for every restart, the restarts' E-steps sharing each pass over the data.
 
     The driver's half of :func:`bayesgmm.em._core.run_em` and
@@ -395,10 +406,10 @@ def _run(rows, layout, starts, structure, prior, reg_covar, tol, max_iter, total
     while (phase < 2).any():
         active = phase < 2
         stacked = _stack(params)
-        total = rows.reduce(_chunks.chunk_e_step, _chunks.sum_stats, layout, *stacked, active)
+        total = rows.reduce(_chunks.chunk_e_step, _chunks.sum_stats, s.layout, *stacked, active)
         for r in np.flatnonzero(active):
-            stats = _em_core.Stats(*(np.asarray(s[r]) for s in total))
-            obj, new = _objective_and_m_step(params[r], stats, prior, reg_covar, structure)
+            stats = _em_core.Stats(*(np.asarray(leaf[r]) for leaf in total))
+            obj, new = _objective_and_m_step(params[r], stats, s.prior, s.reg_covar, structure)
             obj = float(obj)
             ok = math.isfinite(obj)
             i = n_iter[r]
