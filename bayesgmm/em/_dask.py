@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -67,7 +68,7 @@ from bayesgmm.em._fit import EMResult, _select_best, check_em_settings
 from bayesgmm.em._init import _LLOYD_ITERATIONS, _lloyd, kmeans_plusplus
 from bayesgmm.em._standardize import Standardizer
 
-__all__ = ["SAMPLE_ROWS", "DaskRows", "fit_em", "import_dask"]
+__all__ = ["SAMPLE_ROWS", "DaskRows", "fit_em", "from_npy", "import_dask"]
 
 #: Rows the initialisation's sample holds on average (5 MiB at D = 10).
 SAMPLE_ROWS = 1 << 16
@@ -209,7 +210,7 @@ def column_stats(s: _chunks.ChunkSummary, dtype) -> ColumnStats:
     return ColumnStats(
         s.n_positive,
         s.mean.astype(dtype),
-        (s.m2 / s.weight).astype(dtype),
+        (np.diagonal(s.m2) / s.weight).astype(dtype),
         s.lo.astype(dtype),
         s.hi.astype(dtype),
     )
@@ -340,15 +341,14 @@ _sample_centers_jit = jax.jit(_sample_centers, static_argnames=("n_components", 
 _m_step_jit = jax.jit(_em_core.m_step, static_argnames=("structure",))
 
 
-def initial_params(rows, s: Setup, summary, key, n_init, K, method, structure):
-    """Initial parameters of every restart (standardised): centres from the sample, one pass.
+def initial_stats(rows, s: Setup, summary, key, n_init, K, method):
+    """Statistics of every restart's initial responsibilities (leading axis ``n_init``).
 
     The restarts' keys are ``split(key, n_init)``, as in memory. Each
     restart's centres are chosen on the first pass's sample by ``method``;
     one pass over the data assigns every row to its nearest centre (random
-    responsibilities for ``"random"``) and the M-step of each restart follows.
+    responsibilities for ``"random"``) and sums the statistics.
     """
-    layout = s.layout
     keys = jax.random.split(key, n_init)
     if method == "random":
         starts = np.asarray(jax.random.key_data(keys))
@@ -357,18 +357,29 @@ def initial_params(rows, s: Setup, summary, key, n_init, K, method, structure):
         n = summary.sample_x.shape[0]
         m = bucket(max(n, 1), 32)  # padded to its class: zero-weight rows are never picked
         X = np.zeros((m, rows.n_features), dt)
-        X[:n] = (summary.sample_x - layout.standardizer.center) / layout.standardizer.scale
+        X[:n] = (summary.sample_x - s.std.center) / s.std.scale
         w = np.zeros(m, dt)
         w[:n] = summary.sample_w
         starts = np.asarray(_sample_centers_jit(keys, X, w, K, method))
-    total = rows.reduce(
-        _chunks.chunk_init_stats, _chunks.sum_stats, layout, starts, K, method, with_index=True
+    return rows.reduce(
+        _chunks.chunk_init_stats, _chunks.sum_stats, s.layout, starts, K, method, with_index=True
     )
+
+
+def initial_params(rows, s: Setup, summary, key, n_init, K, method, structure):
+    """Initial parameters of every restart (standardised): :func:`initial_stats`, then M-steps."""
+    total = initial_stats(rows, s, summary, key, n_init, K, method)
     out = []
     for r in range(n_init):
         stats = _em_core.Stats(*(leaf[r] for leaf in total))
         out.append(jax.tree.map(np.asarray, _m_step_jit(stats, structure, s.prior, s.reg_covar)))
     return out
+
+
+def e_step_pass(rows, s: Setup, params: list[GMMParams], active=None) -> _em_core.Stats:
+    """One pass: the E-step statistics of each of ``params`` (standardised), leading axis R."""
+    active = np.ones(len(params), bool) if active is None else active
+    return rows.reduce(_chunks.chunk_e_step, _chunks.sum_stats, s.layout, *_stack(params), active)
 
 
 @functools.partial(jax.jit, static_argnames=("structure",))
@@ -405,8 +416,7 @@ def _run(rows, s: Setup, starts, structure, tol, max_iter, total_w):
     phase = np.zeros(R, np.int8)  # 0: iterating, 1: final evaluation, 2: done
     while (phase < 2).any():
         active = phase < 2
-        stacked = _stack(params)
-        total = rows.reduce(_chunks.chunk_e_step, _chunks.sum_stats, s.layout, *stacked, active)
+        total = e_step_pass(rows, s, params, active)
         for r in np.flatnonzero(active):
             stats = _em_core.Stats(*(np.asarray(leaf[r]) for leaf in total))
             obj, new = _objective_and_m_step(params[r], stats, s.prior, s.reg_covar, structure)
@@ -444,3 +454,44 @@ def _run(rows, s: Setup, starts, structure, tol, max_iter, total_w):
         history=history,
         history_objective=history_obj,
     )
+
+
+def from_npy(path, chunk_rows: int = 1 << 18):
+    """A dask array of the rows of a ``.npy`` file, read in chunks where they are used.
+
+    Each chunk is a task that opens the file memory-mapped on its worker and
+    copies ``chunk_rows`` rows out of it, so nothing but the file's path
+    travels through the graph (``da.from_array(np.load(path, mmap_mode="r"))``
+    would pickle the whole array into it). The workers must see the same path.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.npy`` file holding a 2-D array of shape (N, D) (or 1-D, N values).
+    chunk_rows : int
+        Rows per chunk; ``chunk_rows x D`` numbers are in memory per chunk.
+
+    Returns
+    -------
+    dask array of shape (N, D)
+    """
+    dask, da = import_dask()
+    path = os.fspath(path)
+    head = np.load(path, mmap_mode="r")
+    N, dtype = head.shape[0], head.dtype
+    shape = head.shape[1:] if head.ndim == 2 else ()
+    del head
+    parts = [
+        da.from_delayed(
+            dask.delayed(_npy_rows, pure=True)(path, start, min(start + chunk_rows, N)),
+            shape=(min(start + chunk_rows, N) - start, *shape),
+            dtype=dtype,
+        )
+        for start in range(0, N, chunk_rows)
+    ]
+    return da.concatenate(parts, axis=0)
+
+
+def _npy_rows(path: str, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of the ``.npy`` file at ``path``, copied out of a memory map."""
+    return np.array(np.load(path, mmap_mode="r")[start:stop])

@@ -50,9 +50,11 @@ __all__ = [
 class ChunkSummary:
     """What the first pass learns from a run of consecutive chunks.
 
-    ``weight``, ``mean`` and ``m2`` are the weighted count, mean and sum of
-    squared deviations of each column (float64, merged by Chan et al.'s
-    pairwise update, stable for any number of chunks); ``lo``/``hi`` the
+    ``weight``, ``mean`` and ``m2`` are the weighted count, the column means
+    and the matrix of weighted sums of products of deviations, (D, D)
+    (float64, merged by Chan et al.'s pairwise update, stable for any number
+    of chunks; its diagonal gives the column variances, all of it the data
+    covariance of the default prior); ``lo``/``hi`` the
     column ranges of the rows with positive weight; ``head_*`` the first rows
     with positive weight (for the distinct-rows warning); ``sample_*`` a
     Bernoulli sample of the rows with positive weight (for the initialisation);
@@ -134,7 +136,8 @@ def summarise_chunk(x, w, index, start, dtype, sample_rate, seed, head_rows) -> 
     total = float(ws.sum(dtype=np.float64))
     x64 = data.astype(np.float64, copy=False)
     mean = (ws @ x64) / total if total > 0 else np.zeros(D)
-    m2 = ws.astype(np.float64) @ np.square(x64 - mean) if total > 0 else np.zeros(D)
+    diff = x64 - mean
+    m2 = (diff * ws[:, None]).T @ diff if total > 0 else np.zeros((D, D))
     kept = data[used]
     lo = kept.min(axis=0) if kept.shape[0] else np.full(D, np.inf, dtype)
     hi = kept.max(axis=0) if kept.shape[0] else np.full(D, -np.inf, dtype)
@@ -159,7 +162,7 @@ def summarise_chunk(x, w, index, start, dtype, sample_rate, seed, head_rows) -> 
 def _problem(start: int, D: int, dtype, message: str) -> ChunkSummary:
     empty = np.zeros((0, D), dtype)
     return ChunkSummary(
-        0, 0.0, 0.0, 0, np.zeros(D), np.zeros(D), np.full(D, np.inf), np.full(D, -np.inf),
+        0, 0.0, 0.0, 0, np.zeros(D), np.zeros((D, D)), np.full(D, np.inf), np.full(D, -np.inf),
         empty, np.zeros(0, dtype), empty, np.zeros(0, dtype), (start, message),
     )  # fmt: skip
 
@@ -174,7 +177,7 @@ def merge_summaries(parts: list[ChunkSummary], head_rows: int) -> ChunkSummary:
         if weight > 0:
             delta = b.mean - a.mean
             mean = a.mean + delta * (b.weight / weight)
-            m2 = a.m2 + b.m2 + np.square(delta) * (a.weight * b.weight / weight)
+            m2 = a.m2 + b.m2 + np.outer(delta, delta) * (a.weight * b.weight / weight)
         else:
             mean, m2 = a.mean, a.m2
         out = ChunkSummary(

@@ -16,6 +16,7 @@ import numpy as np
 from bayesgmm._core import _conjugate, _memory_maps, _warnings
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._blocks import em_block_layout
+from bayesgmm._core._dask_arrays import is_dask_collection
 from bayesgmm._core._precision import resolve_dtype, x64
 from bayesgmm._core._threads import single_threaded_blas
 from bayesgmm._core._validation import (
@@ -32,7 +33,7 @@ from bayesgmm.em import _vb_core
 from bayesgmm.em._fit import MAX_ITER, TOL, check_em_settings
 from bayesgmm.em._standardize import Standardizer
 
-__all__ = ["VBResult", "fit_vb"]
+__all__ = ["VBResult", "fit_vb", "vb_result"]
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -204,7 +205,10 @@ def fit_vb(
 
     Parameters
     ----------
-    X : array-like of shape (N, D)
+    X : array-like of shape (N, D), or dask array
+        A dask array (or DataFrame) is fitted chunk by chunk on the Dask
+        cluster of the current ``Client`` (see :mod:`bayesgmm.em._dask_vb`;
+        needs ``pip install 'bayesgmm[dask]'``).
     n_components : int
     prior : Prior, optional
         Default ``Prior.default(X, n_components)``. Any positive
@@ -263,6 +267,8 @@ def fit_vb(
     >>> bool(vb.history[-1] >= vb.history[0])
     True
     """
+    if is_dask_collection(X):  # chunk by chunk on the Dask cluster, the same arguments
+        return _fit_vb_dask(**locals())
     dt = resolve_dtype(dtype, X)
     data, w, K = check_fit_inputs(X, n_components, sample_weight, dt, copy=False)
     D = data.shape[1]
@@ -312,6 +318,13 @@ def fit_vb(
     return result if names is None else replace(result, feature_names=names)
 
 
+def _fit_vb_dask(**arguments) -> VBResult:
+    """:func:`fit_vb` on a dask array; Dask is imported only here (an optional extra)."""
+    from bayesgmm.em import _dask_vb
+
+    return _dask_vb.fit_vb(**arguments)
+
+
 def _fit_vb_validated(
     data, w, K, *, structure, prior, init, n_init, tol, max_iter, block_size, key, stats
 ) -> VBResult:
@@ -341,13 +354,23 @@ def _fit_vb_validated(
         )
         if _vb_core.fit_vb_restarts_jit._cache_size() != programs:
             _memory_maps.release_if_near_limit()
+    return vb_result(out, std, structure, prior, float(w.sum()), D, dt)
+
+
+def vb_result(out, std, structure, prior, w_total: float, D: int, dt) -> VBResult:
+    """The best restart of ``out`` (:class:`~bayesgmm.em._vb_core.VBOutput`, leading
+    axis the restarts, standardised units) as a :class:`VBResult` in the user's units.
+
+    ``w_total`` is the sum of the sample weights; a fit whose data never sit
+    in one process (:mod:`bayesgmm.em._dask_vb`) uses it too.
+    """
     failed = np.asarray(out.failed)
     if failed.all():
         raise ValueError(
             "variational Bayes broke down in every restart (a non-finite ELBO); try "
             "another init, fewer components or dtype='float64'."
         )
-    log_jac = float(w.sum()) * D * math.log(std.scale)
+    log_jac = w_total * D * math.log(std.scale)
     elbos = np.where(failed, -np.inf, np.asarray(out.elbo))
     best = int(np.argmax(elbos))
     pick = jax.tree.map(lambda leaf: np.asarray(leaf)[best], out)
@@ -380,7 +403,7 @@ def _fit_vb_validated(
         scale=hyper.scale,
         covariance_type=structure,
         prior=prior,
-        n_samples=float(w.sum()),
+        n_samples=w_total,
         restart_elbos=np.where(failed, np.nan, np.asarray(out.elbo) - log_jac),
         best_restart=best,
     )
