@@ -77,10 +77,17 @@ DEPRECATED = {
     "prior_sampling": "calibration",
 }
 
-# The one documented upward convenience layer: Posterior's methods relabel,
+# The documented on-call imports against the layers: Posterior's methods relabel,
 # summarise and convert themselves with the diagnostics (imported inside the
-# methods, on call). Every other import points down the layers.
-CONVENIENCE = {("bayesgmm.bayes._posterior", "bayesgmm.diagnostics")}
+# methods, on call); fit_em and fit_vb hand a dask array to the Dask engine,
+# which builds their results with their own helpers (imported on call, so that
+# `import bayesgmm` never imports Dask, an optional extra). Every other import
+# points down the layers.
+CONVENIENCE = {
+    ("bayesgmm.bayes._posterior", "bayesgmm.diagnostics"),
+    ("bayesgmm.em._fit", "bayesgmm.em._dask"),
+    ("bayesgmm.em._vb", "bayesgmm.em._dask"),
+}
 
 
 def _modules() -> dict[str, Path]:

@@ -25,10 +25,11 @@ from bayesgmm._core._validation import (
     warn_data_problems,
     warn_reg_covar_scale,
 )
-from bayesgmm._core._warnings import DataWarning, warn
+from bayesgmm._core._warnings import warn
 from bayesgmm._core.params import GMMParams
 from bayesgmm._core.priors import Prior, log_prior_jit
 from bayesgmm.em import _core as _em_core
+from bayesgmm.em._degenerate import degenerate_components
 from bayesgmm.em._init import INIT_METHODS
 from bayesgmm.em._standardize import Standardizer
 
@@ -223,10 +224,8 @@ def fit_em(
     Parameters
     ----------
     X : array-like of shape (N, D), or dask array
-        Data. A 1-D array is read as N values of one feature. A dask array
-        (or DataFrame) is fitted chunk by chunk where its chunks live, on the
-        Dask cluster of the current ``Client`` (see :mod:`bayesgmm.em._dask`;
-        needs ``pip install 'bayesgmm[dask]'``).
+        Data. A 1-D array is read as N values of one feature. A dask array is
+        fitted chunk by chunk on the current Dask cluster (:mod:`bayesgmm.em._dask`).
     n_components : int
         Number of components K, ``1 <= K <= N``.
     covariance_type : {"full", "tied", "diag", "spherical"}
@@ -313,11 +312,10 @@ def fit_em(
     return result if names is None else replace(result, feature_names=names)
 
 
-def _fit_dask(**arguments) -> EMResult:
-    """:func:`fit_em` on a dask array; Dask is imported only here (an optional extra)."""
-    from bayesgmm.em import _dask
+def _fit_dask(**arguments) -> EMResult:  # Dask, an optional extra, is imported on call
+    from bayesgmm.em._dask import fit_em as fit_em_dask
 
-    return _dask.fit_em(**arguments)
+    return fit_em_dask(**arguments)
 
 
 def check_em_settings(
@@ -539,7 +537,7 @@ def _select_best(out, std, prior, structure, totals, reg_covar, D, w_scale=1.0) 
             f"EM did not converge in {n_iter} iterations; increase max_iter or loosen tol.",
             _warnings.ConvergenceWarning,
         )
-    degenerate = _degenerate_components(params, structure, prior, reg_covar, n_positive)
+    degenerate = degenerate_components(params, structure, prior, reg_covar, n_positive)
     return EMResult(
         params=params,
         log_likelihood=log_lik,
@@ -559,59 +557,3 @@ def _select_best(out, std, prior, structure, totals, reg_covar, D, w_scale=1.0) 
         _hard_log_resp=w_scale * float(pick.hard_log_resp),
         degenerate_components=degenerate,
     )
-
-
-# Effective points a covariance structure needs per component for a non-singular
-# estimate (tied pools all components: only the variance test applies to it).
-_POINTS_NEEDED = {"full": lambda D: D + 1, "diag": lambda D: 2, "spherical": lambda D: 2}
-
-
-def _degenerate_components(
-    params: GMMParams, structure: str, prior, reg_covar: float, n_used: int
-) -> tuple[int, ...]:
-    """Components whose covariance the data do not determine; warns naming them.
-
-    A component is degenerate when the data's own variance in some direction
-    (the smallest eigenvalue of its covariance less ``reg_covar``) is at most
-    ``reg_covar``, or below the rounding level of the covariance, or when,
-    without a prior, it holds fewer effective points (weight times ``n_used``,
-    the rows with positive sample weight; duplicating a row adds none) than
-    the structure needs. Under MAP-EM the prior keeps covariances proper and
-    only the variance test applies.
-    """
-    cov = np.asarray(params.covariances, dtype=np.float64)
-    K, D = cov.shape[0], cov.shape[-1]
-    eig = np.linalg.eigvalsh(cov)
-    rounding = D * np.finfo(params.dtype).eps * eig[:, -1]
-    own = eig[:, 0] - reg_covar
-    by_variance = own <= np.maximum(reg_covar, rounding)
-    points = np.asarray(params.weights, dtype=np.float64) * n_used
-    needed = _POINTS_NEEDED.get(structure) if prior is None else None
-    by_count = points < needed(D) if needed is not None else np.zeros(K, bool)
-    bad = np.flatnonzero(by_variance | by_count)
-    if not bad.size:
-        return ()
-    reasons = []
-    for k in bad:
-        why = []
-        if by_count[k]:
-            why.append(
-                f"{points[k]:.3g} effective points, fewer than the {needed(D)} a "
-                f"{structure!r} covariance in D={D} needs"
-            )
-        if by_variance[k]:
-            why.append(
-                f"smallest variance {eig[k, 0]:.3g}, set by reg_covar={reg_covar:g}"
-                if reg_covar > 0 and own[k] <= reg_covar
-                else f"a numerically singular covariance (smallest variance {eig[k, 0]:.3g})"
-            )
-        reasons.append(f"component {k}: {' and '.join(why)}")
-    warn(
-        f"degenerate component(s) {bad.tolist()} of the K={K} fit: "
-        + "; ".join(reasons)
-        + ". Their covariance is not determined by the data, so the log-likelihood (and "
-        "BIC, AIC, ICL) describe reg_covar rather than the data. Use fewer components, a "
-        "simpler covariance_type ('diag' or 'spherical'), a prior, or more data.",
-        DataWarning,
-    )
-    return tuple(int(k) for k in bad)

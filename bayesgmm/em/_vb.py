@@ -318,11 +318,10 @@ def fit_vb(
     return result if names is None else replace(result, feature_names=names)
 
 
-def _fit_vb_dask(**arguments) -> VBResult:
-    """:func:`fit_vb` on a dask array; Dask is imported only here (an optional extra)."""
-    from bayesgmm.em import _dask_vb
+def _fit_vb_dask(**arguments) -> VBResult:  # Dask, an optional extra, is imported on call
+    from bayesgmm.em._dask_vb import fit_vb as fit_vb_dask
 
-    return _dask_vb.fit_vb(**arguments)
+    return fit_vb_dask(**arguments)
 
 
 def _fit_vb_validated(
