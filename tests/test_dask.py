@@ -131,6 +131,32 @@ def test_restarts_share_each_pass_and_each_equals_in_memory(client, data):
     assert passes == 2 + max(n_iters) + 1
 
 
+def test_vb_on_dask_equals_in_memory_default_prior_from_the_summary_pass(client, data):
+    X, w = data
+    init = _start(X)
+    want = bg.fit_vb(X, 3, init=init, sample_weight=w)  # Prior.default(X, 3, weighted)
+    got = bg.fit_vb(da.from_array(X, chunks=(700, 3)), 3, init=init, sample_weight=w)
+    assert got.n_iter == want.n_iter and got.converged == want.converged
+    np.testing.assert_allclose(got.elbo, want.elbo, rtol=RTOL)
+    np.testing.assert_allclose(got.history, want.history, rtol=RTOL)
+    for name in ("weight_concentration", "mean_precision", "means", "dof", "scale"):
+        a, b = getattr(got, name), getattr(want, name)
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=RTOL * np.abs(b).max(), err_msg=name)
+    np.testing.assert_allclose(got.prior.scale, want.prior.scale, rtol=1e-12)
+
+
+def test_responsibilities_of_a_dask_array_are_lazy(client, data):
+    X, _ = data
+    params = _start(X)
+    Xd = da.from_array(X, chunks=(700, 3))
+    resp = params.responsibilities(Xd)
+    assert isinstance(resp, da.Array) and resp.chunks == ((700, 700, 700), (3,))
+    np.testing.assert_allclose(resp.compute(), params.responsibilities(X), rtol=1e-12)
+    log_p = params.log_prob(Xd)
+    assert log_p.chunks == ((700, 700, 700),)
+    np.testing.assert_allclose(log_p.compute(), params.log_prob(X), rtol=1e-12)
+
+
 def test_nan_is_reported_with_the_chunks_row_range(client, data):
     X, w = data
     bad = X.copy()

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm._core import _blocks, _mixture, _pytree
+from bayesgmm._core._dask_arrays import is_dask_collection, map_rows
 from bayesgmm._core._precision import resolve_dtype, x64
 from bayesgmm._core._validation import check_data, check_positive_int
 
@@ -205,6 +206,16 @@ class GMMParams:
     def _rows(self, X):
         return jax.numpy.asarray(check_data(X, dtype=self.dtype, n_features=self.n_features))
 
+    def _lazy(self, method: str, X, *, per_component: bool):
+        """``self.method(chunk)`` on each chunk of the dask array ``X``: a dask array."""
+        if self.batch_shape:
+            raise ValueError(
+                f"{method} of a dask array needs parameters without batch axes; got batch "
+                f"shape {self.batch_shape}. Select one set, e.g. params[0, -1]."
+            )
+        K = self.n_components if per_component else None
+        return map_rows(getattr(self._host(), method), X, K, self.dtype)
+
     def _per_row(self, fn, X, *, per_component: bool) -> np.ndarray:
         """``fn(params, rows)`` on ``X`` padded to its shape class, cut back to N (and K).
 
@@ -236,12 +247,14 @@ class GMMParams:
 
         Parameters
         ----------
-        X : array-like of shape (N, D)
+        X : array-like of shape (N, D), or dask array (then the result is a lazy dask array)
 
         Returns
         -------
         ndarray of shape (..., N, K)
         """
+        if is_dask_collection(X):
+            return self._lazy("log_prob_components", X, per_component=True)
         return self._per_row(_mixture.log_prob_components_jit, X, per_component=True)
 
     @x64
@@ -250,7 +263,7 @@ class GMMParams:
 
         Parameters
         ----------
-        X : array-like of shape (N, D)
+        X : array-like of shape (N, D), or dask array (then the result is a lazy dask array)
             A 1-D array is read as N values of one feature when ``D == 1``.
 
         Returns
@@ -258,6 +271,8 @@ class GMMParams:
         ndarray of shape (..., N)
             One value per row, for each set of parameters in the batch.
         """
+        if is_dask_collection(X):
+            return self._lazy("log_prob", X, per_component=False)
         return self._per_row(_mixture.log_prob_jit, X, per_component=False)
 
     @x64
@@ -266,7 +281,7 @@ class GMMParams:
 
         Parameters
         ----------
-        X : array-like of shape (N, D)
+        X : array-like of shape (N, D), or dask array (then the result is a lazy dask array)
 
         Returns
         -------
@@ -283,6 +298,8 @@ class GMMParams:
             When a row lies so far away that even its whitened residual
             overflows (``|x|`` near the largest float), with the rows named.
         """
+        if is_dask_collection(X):  # lazily, chunk by chunk where the chunks live
+            return self._lazy("responsibilities", X, per_component=True)
         resp = self._per_row(_mixture.responsibilities_jit, X, per_component=True)
         ok = np.isfinite(resp).all(axis=-1)
         if not ok.all():
