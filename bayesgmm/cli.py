@@ -170,6 +170,8 @@ def _em(args: argparse.Namespace) -> int:
 
     _check_common(args)
     out = _check_out_file(args.out, ".json", "em", args.force) if args.out else None
+    if args.chunk_rows is not None:
+        return _em_chunked(args, out)
     X, names = _read(args)
     prior = bg.Prior.default(X, args.n_components) if args.map else None
     em = bg.fit_em(
@@ -183,6 +185,43 @@ def _em(args: argparse.Namespace) -> int:
         seed=args.seed,
         feature_names=names,
     )
+    print(em.summary())
+    if out is not None:
+        _save_out(em, out, args.force)
+        print(f"\nsaved {out}")
+    return 0
+
+
+def _em_chunked(args: argparse.Namespace, out: Path | None) -> int:
+    """``bayesgmm em --chunk-rows``: the .npy file read in chunks by Dask, never all in memory."""
+    import contextlib
+
+    import bayesgmm as bg
+
+    if Path(args.data).suffix != ".npy" or args.columns or args.header is not None:
+        raise ValueError("--chunk-rows reads a .npy file (no --columns, no --header)")
+    if args.chunk_rows < 1:
+        raise ValueError(f"--chunk-rows must be a positive integer; got {args.chunk_rows}")
+    from bayesgmm.em._dask import from_npy
+    from bayesgmm.em._dask_vb import prior_default
+
+    X = from_npy(args.data, args.chunk_rows)
+    with contextlib.ExitStack() as stack:
+        if args.scheduler:  # else Dask's local threads
+            from distributed import Client
+
+            stack.enter_context(Client(args.scheduler))
+        prior = prior_default(X, args.n_components) if args.map else None
+        em = bg.fit_em(
+            X,
+            args.n_components,
+            covariance_type=args.covariance_type,
+            prior=prior,
+            n_init=args.n_init,
+            max_iter=args.max_iter,
+            tol=args.tol,
+            seed=args.seed,
+        )
     print(em.summary())
     if out is not None:
         _save_out(em, out, args.force)
@@ -469,6 +508,15 @@ def build_parser() -> argparse.ArgumentParser:
         "changes by less between iterations" + _DEFAULT,
     )
     em.add_argument("--out", help="save the fit to this .json file")
+    em.add_argument(
+        "--chunk-rows",
+        type=int,
+        help="read the .npy file in chunks of this many rows with Dask (out of core; "
+        "needs bayesgmm[dask]) instead of loading it",
+    )
+    em.add_argument(
+        "--scheduler", help="with --chunk-rows: address of a Dask scheduler (tcp://host:8786)"
+    )
     em.set_defaults(func=_em)
 
     mc = sub.add_parser(

@@ -65,7 +65,7 @@ def test_help_of_every_option_says_what_it_does_and_its_default(command, capsys,
     numeric = {a.option_strings[-1] for a in options if a.type in (int, float)}
     expected = {
         "demo": {"--max-components", "--seed", "--chains", "--warmup", "--samples"},
-        "em": {"--n-components", "--seed", "--n-init", "--max-iter", "--tol"},
+        "em": {"--n-components", "--seed", "--n-init", "--max-iter", "--tol", "--chunk-rows"},
         "mcmc": {"--n-components", "--seed", "--n-init", "--chains", "--warmup", "--samples"},
         "compare": {"--seed"},
     }[command]

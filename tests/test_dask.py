@@ -201,6 +201,22 @@ def test_worker_killed_mid_fit_gives_the_same_answer(client, data):
     _assert_same_fit(got, want, rtol=0.0)  # the same bits: every chunk is deterministic
 
 
+def test_cli_reads_a_npy_file_in_chunks(client, data, tmp_path, capsys):
+    from bayesgmm.cli import main
+
+    X, _ = data
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    Xd = _dask.from_npy(path, 500)
+    assert Xd.chunks == ((500, 500, 500, 500, 100), (3,))
+    want = bg.fit_em(Xd, 3, n_init=2, seed=1)
+    assert main(["em", str(path), "-k", "3", "--n-init", "2", "--seed", "1",
+                 "--chunk-rows", "500"]) == 0  # fmt: skip
+    assert f"log-likelihood: {want.log_likelihood:.4f}" in capsys.readouterr().out
+    assert main(["em", str(tmp_path / "X.csv"), "-k", "3", "--chunk-rows", "500"]) == 2
+    assert "--chunk-rows reads a .npy file" in capsys.readouterr().err
+
+
 def test_missing_dask_says_what_to_install(monkeypatch, data):
     Xd = da.from_array(data[0], chunks=(700, 3))
     monkeypatch.setitem(sys.modules, "dask.array", None)  # as if dask were not installed

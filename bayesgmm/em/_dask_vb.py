@@ -45,7 +45,7 @@ from bayesgmm.em._dask import (
 from bayesgmm.em._fit import MAX_ITER, TOL, check_em_settings
 from bayesgmm.em._vb import VBResult, vb_result
 
-__all__ = ["default_prior", "fit_vb"]
+__all__ = ["default_prior", "fit_vb", "prior_default"]
 
 
 def default_prior(summary, K: int, dtype) -> Prior:
@@ -66,6 +66,15 @@ def default_prior(summary, K: int, dtype) -> Prior:
         dof=np.asarray(D + 2.0, dtype=dtype),
         scale=(cov / K ** (2.0 / D)).astype(dtype),
     )
+
+
+@x64
+def prior_default(X, n_components: int, dtype=None) -> Prior:
+    """``Prior.default(X, K)`` of a dask array from one pass over it (no row in memory)."""
+    dt = resolve_dtype(dtype, X)
+    rows = DaskRows(X, None, dt)
+    K = check_n_components(n_components, rows.n_rows)
+    return default_prior(rows.summary(K, jax.random.key(0)), K, dt)
 
 
 @functools.partial(jax.jit, static_argnames=("structure",))
