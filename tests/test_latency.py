@@ -193,8 +193,7 @@ def test_second_posterior_of_a_shape_class_compiles_no_sampler():
     assert bucket(119, 32, steps=16) == bucket(120, 32, steps=16)
     with compilations() as names:
         second = bg.sample_posterior(Y, 2, **kw)
-    sampler = [n for n in names if any(k in n for k in ("init_one", "advance_one", "constrain"))]
-    assert sampler == [], names
+    assert names == [], names  # nothing at all: no sampler, no small eager program
     assert second.X.shape == (119, 2) and first.X.shape == (120, 2)
 
 
