@@ -15,6 +15,7 @@ This module imports NumPyro; ``import bayesgmm`` does not import it.
 from __future__ import annotations
 
 import numbers
+from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +24,8 @@ import numpy as np
 from bayesgmm._core import _memory_maps
 from bayesgmm._core._blocks import MIN_ROWS, bucket
 from bayesgmm._core._precision import x64
+from bayesgmm._core._pytree import unchecked_replace
+from bayesgmm._core._sparse import SparsePrior
 from bayesgmm._core._validation import (
     check_feature_names,
     check_positive,
@@ -37,6 +40,7 @@ from bayesgmm.bayes._gibbs import check_gibbs_weights, sample_gibbs_validated
 from bayesgmm.bayes._model import gmm_model
 from bayesgmm.bayes._nuts import CHAIN_METHODS, run_nuts
 from bayesgmm.bayes._posterior import Posterior
+from bayesgmm.bayes._telescope import sample_sparse_validated
 from bayesgmm.bayes._sites import (
     BoundModel,
     bind,
@@ -209,9 +213,15 @@ def sample_posterior(
     X : array-like of shape (N, D)
         Data. A 1-D array is read as N values of one feature.
     n_components : int
-    prior : Prior, optional
+    prior : Prior or SparsePrior, optional
         Default ``Prior.default(X, n_components)``. Must be built for this K and D.
         Unlike MAP-EM, any positive ``weight_concentration`` is accepted.
+        A :meth:`Prior.sparse` prior (``method="gibbs"`` only) samples the
+        number of clusters: a sparse finite mixture, or with a prior on K the
+        telescoping sampler (:mod:`bayesgmm.bayes._telescope`); then
+        ``n_components`` is ``k_max`` and the Posterior's
+        :meth:`~Posterior.n_clusters`, :meth:`~Posterior.k_posterior` and
+        :meth:`~Posterior.clustering` answer "how many clusters?".
     covariance_type : {"full", "tied", "diag", "spherical"}
     sample_weight : array-like of shape (N,), optional
         Replication weights: each row's log-likelihood is multiplied by its weight.
@@ -336,6 +346,14 @@ def sample_posterior(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
+    sparse = None
+    if isinstance(prior, SparsePrior):
+        if method != "gibbs":
+            raise ValueError(
+                "a SparsePrior (Prior.sparse) is sampled by method='gibbs' only: the number of "
+                "non-empty components is read from the sampled assignments, which NUTS sums out."
+            )
+        sparse, prior = prior, prior.base
     data, w, K, structure, prior = prepare_inputs(
         X, n_components, prior, covariance_type, sample_weight, dtype
     )
@@ -369,9 +387,25 @@ def sample_posterior(
             key = jax.random.key(0 if seed is None else seed)
         warn_data_problems(data, w, K)
         key_init, key_run = jax.random.split(key)
+        # starts with a flat Dirichlet: MAP-EM needs weight_concentration >= 1
+        start_prior = prior if sparse is None else _flat_weights(prior)
         reference, kind, starts = _starting_points(
-            init, key_init, data, w, K, data.shape[1], structure, prior, num_chains
+            init, key_init, data, w, K, data.shape[1], structure, start_prior, num_chains
         )
+        if sparse is not None:
+            post = sample_sparse_validated(
+                data,
+                w,
+                structure=structure,
+                sparse=replace(sparse, base=prior),
+                key=key_run,
+                starts=starts,
+                reference=reference,
+                reference_kind=kind,
+                num_warmup=num_warmup,
+                num_samples=num_samples,
+            )
+            return post if names is None else post.replace(feature_names=names)
         post = sample_gibbs_validated(
             data,
             w,
@@ -510,6 +544,12 @@ def sample_validated(
         reference_kind=kind,
         sample_stats=stats,
     )
+
+
+def _flat_weights(prior: Prior) -> Prior:
+    """``prior`` with a flat Dirichlet on the weights (for starting points)."""
+    alpha = np.ones_like(np.asarray(prior.weight_concentration))
+    return unchecked_replace(prior, weight_concentration=jax.device_put(alpha))
 
 
 def _model_args(data: np.ndarray, w: np.ndarray, prior: Prior, *, padded: bool) -> tuple:
