@@ -160,6 +160,7 @@ class Prior:
         e0_prior: tuple[float, float] | None = None,
         k_prior=None,
         sample_weight=None,
+        scale_factor: float = 0.5,
         mean_precision: float = 0.01,
         dof: float | None = None,
         dtype=None,
@@ -176,8 +177,14 @@ class Prior:
         is reported beside ``p(K+ | data)``. Sample it with
         ``bayesgmm.sample_posterior(X, k_max, prior=..., method="gibbs")``.
 
-        The components' prior is :meth:`Prior.default` for ``k_max`` components
-        (empty components are drawn from it).
+        The components' prior is that of :meth:`Prior.default` except its
+        scale: ``scale_factor * cov(X)`` (a priori ``E[Sigma_k] = cov(X) / 2``),
+        not ``cov(X) / k_max^(2/D)``. An overfitted mixture needs components
+        a priori as wide as a cluster, not as one of ``k_max`` cells, or it
+        splits a Gaussian cluster in two and the sampler cannot merge them
+        again; Malsiner-Walli et al. (2016) choose their hierarchical prior
+        for the same reason (``E[Sigma_k]`` of the order of the data's
+        variance). Empty components are drawn from this prior.
 
         Parameters
         ----------
@@ -198,6 +205,8 @@ class Prior:
             beta-negative-binomial; ``"bnb(1, 4, 3)"`` is the 2021 paper's
             recommendation), ``"poisson(lambda)"`` and ``"geometric(p)"`` for
             ``K - 1``, or the k_max probabilities themselves.
+        scale_factor : float
+            Inverse-Wishart scale as a multiple of the data covariance.
         sample_weight, mean_precision, dof, dtype
             As for :meth:`Prior.default`.
 
@@ -224,14 +233,17 @@ class Prior:
                     f"e0_prior must be (shape, rate) of a Gamma, both positive; got {e0_prior!r}."
                 )
             e0_prior = shape_rate
-        base = cls.default(
-            X,
-            k_max,
-            sample_weight=sample_weight,
-            weight_concentration=e0,
-            mean_precision=mean_precision,
-            dof=dof,
-            dtype=dtype,
+        one = cls.default(
+            X, 1, sample_weight=sample_weight, mean_precision=mean_precision, dof=dof, dtype=dtype
+        )
+        k_max = check_n_components(k_max, np.inf)
+        dt = np.asarray(one.scale).dtype
+        base = cls(
+            weight_concentration=np.full(k_max, e0, dtype=dt),
+            mean=one.mean,
+            mean_precision=one.mean_precision,
+            dof=one.dof,
+            scale=float(scale_factor) * np.asarray(one.scale),
         )
         log_pk, name = k_prior_log_pmf(k_prior, base.n_components)
         return SparsePrior(base, e0, e0_prior, log_pk, name)

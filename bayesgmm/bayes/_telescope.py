@@ -188,15 +188,11 @@ def run_sparse(
     """
     cfg = (structure, per_chain_data, k_random, e0_random)
     args = (X, w, n_used, prior, log_pk, e0_ab, beta, cfg)
-    n_anneal = max(num_warmup // 2, 1)
 
-    def warm(carry, i):
+    def warm(carry, _):
         key, state = carry
         key, sub = jax.random.split(key)
-        # the first half of the warmup raises the likelihood's power from ~0 to 1
-        ramp = jnp.minimum(1.0, (i + 1.0) / n_anneal).astype(beta.dtype)
-        warm_args = (X, w, n_used, prior, log_pk, e0_ab, beta * ramp, cfg)
-        return (key, _sweep(sub, state, *warm_args)[0]), None
+        return (key, _sweep(sub, state, *args)[0]), None
 
     def kept(carry, _):
         key, state = carry
@@ -205,7 +201,7 @@ def run_sparse(
         return (key, state), (state, counts, log_lik, acc)
 
     state0 = (params0, K0, e00)
-    carry, _ = jax.lax.scan(warm, (key, state0), jnp.arange(num_warmup))
+    carry, _ = jax.lax.scan(warm, (key, state0), None, length=num_warmup)
     _, (states, counts, log_lik, acc) = jax.lax.scan(kept, carry, None, length=num_samples)
     params, K, e0 = states
     draws = jax.tree.map(lambda leaf: jnp.swapaxes(leaf, 0, 1), params)
