@@ -69,13 +69,11 @@ def k_prior_log_pmf(k_prior, k_max: int) -> tuple[np.ndarray, str]:
         return log_pk, f"fixed K={k_max}"
     if isinstance(k_prior, str):
         spec = k_prior.replace(" ", "").lower()
-        for kind, pattern in _SPECS.items():
-            m = pattern.match(spec)
-            if m:
-                args = [float(g) for g in m.groups()]
-                break
-        else:
+        found = [(name, m) for name, pattern in _SPECS.items() if (m := pattern.match(spec))]
+        if not found:
             raise ValueError(f"{_K_PRIOR_HELP}; got {k_prior!r}.")
+        kind, m = found[0]
+        args = [float(g) for g in m.groups()]
         if any(a <= 0 for a in args) or (kind == "geometric" and args[0] >= 1):
             raise ValueError(f"the parameters of k_prior must be positive; got {k_prior!r}.")
         if kind == "uniform":
@@ -153,7 +151,7 @@ class SparsePrior:
         return np.exp(self.log_pk)
 
     def prior_n_clusters(self, n_samples: int) -> np.ndarray:
-        """``p(K+ = k)`` for ``k = 1..k_max`` in ``n_samples`` rows (see :func:`prior_n_clusters`)."""
+        """``p(K+ = k)``, ``k = 1..k_max``, in ``n_samples`` rows (:func:`prior_n_clusters`)."""
         return prior_n_clusters(n_samples, self.log_pk, self.e0, self.e0_prior)
 
     def __repr__(self) -> str:
@@ -227,8 +225,12 @@ def prior_n_clusters(n_samples: int, log_pk, e0: float, e0_prior=None, *, n_quad
     # log K! / (K - k)! for k <= K, else -inf: (K, k)
     with np.errstate(invalid="ignore"):
         diff = K[:, None] - kp[None, :]
-        falling = np.where(diff >= 0, gammaln(K[:, None] + 1) - gammaln(np.maximum(diff, 0) + 1), -np.inf)
-    ratio = gammaln(K[None, :] * gammas[:, None]) - gammaln(n_samples + K[None, :] * gammas[:, None])
+        falling = np.where(
+            diff >= 0, gammaln(K[:, None] + 1) - gammaln(np.maximum(diff, 0) + 1), -np.inf
+        )
+    ratio = gammaln(K[None, :] * gammas[:, None]) - gammaln(
+        n_samples + K[None, :] * gammas[:, None]
+    )
     # (G, K, k)
     log_terms = log_pk[None, :, None] + falling[None] + ratio[:, :, None] + log_s[:, None, :]
     per_gamma = logsumexp(log_terms, axis=1)  # (G, k)

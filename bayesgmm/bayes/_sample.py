@@ -40,7 +40,6 @@ from bayesgmm.bayes._gibbs import check_gibbs_weights, sample_gibbs_validated
 from bayesgmm.bayes._model import gmm_model
 from bayesgmm.bayes._nuts import CHAIN_METHODS, run_nuts
 from bayesgmm.bayes._posterior import Posterior
-from bayesgmm.bayes._telescope import sample_sparse_validated
 from bayesgmm.bayes._sites import (
     BoundModel,
     bind,
@@ -54,6 +53,7 @@ from bayesgmm.bayes._sites import (
     unconstrain,
     weights_or_none,
 )
+from bayesgmm.bayes._telescope import sample_sparse_validated
 from bayesgmm.em import _core as _em_core
 from bayesgmm.em._fit import MAX_ITER, TOL, EMResult, fit_validated
 

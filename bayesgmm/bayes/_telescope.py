@@ -111,7 +111,16 @@ def _sweep(key, state, X, w, n_used, prior, log_pk, e0_ab, beta, cfg):
     assign = functools.partial(_assign, beta=beta)
     counts, sums, outer, log_lik = jax.vmap(
         assign, in_axes=(0, 0, 0, 0, 0, data_axis, data_axis, None)
-    )(jax.random.split(key_z, C), params.means, prec, logdet, jnp.log(params.weights), X, w, n_used)
+    )(
+        jax.random.split(key_z, C),
+        params.means,
+        prec,
+        logdet,
+        jnp.log(params.weights),
+        X,
+        w,
+        n_used,
+    )
     # non-empty components first (stable, so the filled ones keep their order)
     order = jnp.argsort(counts == 0, axis=-1, stable=True)
     counts = jnp.take_along_axis(counts, order, axis=-1)
