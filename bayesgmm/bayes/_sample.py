@@ -24,7 +24,6 @@ import numpy as np
 from bayesgmm._core import _memory_maps
 from bayesgmm._core._blocks import MIN_ROWS, bucket
 from bayesgmm._core._precision import x64
-from bayesgmm._core._pytree import unchecked_replace
 from bayesgmm._core._sparse import SparsePrior
 from bayesgmm._core._validation import (
     check_feature_names,
@@ -53,7 +52,7 @@ from bayesgmm.bayes._sites import (
     unconstrain,
     weights_or_none,
 )
-from bayesgmm.bayes._telescope import sample_sparse_validated
+from bayesgmm.bayes._telescope import flat_weights, sample_sparse_validated
 from bayesgmm.em import _core as _em_core
 from bayesgmm.em._fit import MAX_ITER, TOL, EMResult, fit_validated
 
@@ -388,7 +387,7 @@ def sample_posterior(
         warn_data_problems(data, w, K)
         key_init, key_run = jax.random.split(key)
         # starts with a flat Dirichlet: MAP-EM needs weight_concentration >= 1
-        start_prior = prior if sparse is None else _flat_weights(prior)
+        start_prior = prior if sparse is None else flat_weights(prior)
         reference, kind, starts = _starting_points(
             init, key_init, data, w, K, data.shape[1], structure, start_prior, num_chains
         )
@@ -544,12 +543,6 @@ def sample_validated(
         reference_kind=kind,
         sample_stats=stats,
     )
-
-
-def _flat_weights(prior: Prior) -> Prior:
-    """``prior`` with a flat Dirichlet on the weights (for starting points)."""
-    alpha = np.ones_like(np.asarray(prior.weight_concentration))
-    return unchecked_replace(prior, weight_concentration=jax.device_put(alpha))
 
 
 def _model_args(data: np.ndarray, w: np.ndarray, prior: Prior, *, padded: bool) -> tuple:

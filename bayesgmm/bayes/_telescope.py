@@ -44,6 +44,7 @@ from bayesgmm._core import _conjugate, _linalg
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._blocks import em_block_layout
 from bayesgmm._core._precision import x64
+from bayesgmm._core._pytree import unchecked_replace
 from bayesgmm._core._threads import single_threaded_blas
 from bayesgmm._core._validation import column_stats
 from bayesgmm._core.params import GMMParams
@@ -51,7 +52,7 @@ from bayesgmm.bayes._gibbs import _assign
 from bayesgmm.bayes._posterior import Posterior
 from bayesgmm.em._standardize import Standardizer
 
-__all__ = ["run_sparse", "sample_sparse_validated", "sparse_draws"]
+__all__ = ["flat_weights", "run_sparse", "sample_sparse_validated", "sparse_draws"]
 
 _MH_STEPS = 5
 _MH_SD = 1.0
@@ -296,6 +297,13 @@ def sparse_draws(
         std.scale
     )
     return GMMParams._unchecked(*(np.asarray(leaf) for leaf in jax.tree.leaves(draws))), stats
+
+
+def flat_weights(prior):
+    """``prior`` with a flat Dirichlet on the weights: for the chains' starting points
+    (MAP-EM and the k-means++ start's M-step need a concentration of at least 1)."""
+    alpha = np.ones_like(np.asarray(prior.weight_concentration))
+    return unchecked_replace(prior, weight_concentration=jax.device_put(alpha))
 
 
 def sample_sparse_validated(
