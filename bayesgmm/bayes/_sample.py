@@ -15,6 +15,7 @@ This module imports NumPyro; ``import bayesgmm`` does not import it.
 from __future__ import annotations
 
 import numbers
+from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +24,7 @@ import numpy as np
 from bayesgmm._core import _memory_maps
 from bayesgmm._core._blocks import MIN_ROWS, bucket
 from bayesgmm._core._precision import x64
+from bayesgmm._core._sparse import SparsePrior
 from bayesgmm._core._validation import (
     check_feature_names,
     check_positive,
@@ -50,6 +52,7 @@ from bayesgmm.bayes._sites import (
     unconstrain,
     weights_or_none,
 )
+from bayesgmm.bayes._telescope import flat_weights, sample_sparse_validated
 from bayesgmm.em import _core as _em_core
 from bayesgmm.em._fit import MAX_ITER, TOL, EMResult, fit_validated
 
@@ -209,9 +212,15 @@ def sample_posterior(
     X : array-like of shape (N, D)
         Data. A 1-D array is read as N values of one feature.
     n_components : int
-    prior : Prior, optional
+    prior : Prior or SparsePrior, optional
         Default ``Prior.default(X, n_components)``. Must be built for this K and D.
         Unlike MAP-EM, any positive ``weight_concentration`` is accepted.
+        A :meth:`Prior.sparse` prior (``method="gibbs"`` only) samples the
+        number of clusters: a sparse finite mixture, or with a prior on K the
+        telescoping sampler (:mod:`bayesgmm.bayes._telescope`); then
+        ``n_components`` is ``k_max`` and the Posterior's
+        :meth:`~Posterior.n_clusters`, :meth:`~Posterior.k_posterior` and
+        :meth:`~Posterior.clustering` answer "how many clusters?".
     covariance_type : {"full", "tied", "diag", "spherical"}
     sample_weight : array-like of shape (N,), optional
         Replication weights: each row's log-likelihood is multiplied by its weight.
@@ -336,6 +345,14 @@ def sample_posterior(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
+    sparse = None
+    if isinstance(prior, SparsePrior):
+        if method != "gibbs":
+            raise ValueError(
+                "a SparsePrior (Prior.sparse) is sampled by method='gibbs' only: the number of "
+                "non-empty components is read from the sampled assignments, which NUTS sums out."
+            )
+        sparse, prior = prior, prior.base
     data, w, K, structure, prior = prepare_inputs(
         X, n_components, prior, covariance_type, sample_weight, dtype
     )
@@ -369,9 +386,25 @@ def sample_posterior(
             key = jax.random.key(0 if seed is None else seed)
         warn_data_problems(data, w, K)
         key_init, key_run = jax.random.split(key)
+        # starts with a flat Dirichlet: MAP-EM needs weight_concentration >= 1
+        start_prior = prior if sparse is None else flat_weights(prior)
         reference, kind, starts = _starting_points(
-            init, key_init, data, w, K, data.shape[1], structure, prior, num_chains
+            init, key_init, data, w, K, data.shape[1], structure, start_prior, num_chains
         )
+        if sparse is not None:
+            post = sample_sparse_validated(
+                data,
+                w,
+                structure=structure,
+                sparse=replace(sparse, base=prior),
+                key=key_run,
+                starts=starts,
+                reference=reference,
+                reference_kind=kind,
+                num_warmup=num_warmup,
+                num_samples=num_samples,
+            )
+            return post if names is None else post.replace(feature_names=names)
         post = sample_gibbs_validated(
             data,
             w,
