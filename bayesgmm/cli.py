@@ -279,6 +279,7 @@ def _clusters(args: argparse.Namespace) -> int:
     import bayesgmm as bg
 
     e0_prior, k_prior = _check_clusters(args)
+    _require_bayes("the Gibbs sampler")
     X, names = _read(args)
     if X.shape[0] < 2:
         raise ValueError(f"clusters needs at least 2 rows of data; got {X.shape[0]}")
