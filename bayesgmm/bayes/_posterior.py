@@ -105,6 +105,18 @@ class Posterior:
         div = self.sample_stats.get("diverging")
         return 0 if div is None else int(np.asarray(div).sum())
 
+    @classmethod
+    def from_draws(cls, weights, means, covariances, **fields) -> Posterior:
+        """A posterior from an engine's draws, each ``(chain, draw, ...)``.
+
+        The covariance draws are symmetrised (a sampler's arithmetic leaves them
+        symmetric only to rounding); ``fields`` are the other fields.
+        """
+        covariances = np.asarray(covariances)
+        symmetric = 0.5 * (covariances + np.swapaxes(covariances, -1, -2))
+        params = GMMParams(weights=weights, means=means, covariances=symmetric)
+        return cls(params=params, **fields)
+
     def replace(self, **changes) -> Posterior:
         """A copy with some fields changed (the original is never mutated)."""
         return replace(self, **changes)

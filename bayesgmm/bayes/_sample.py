@@ -524,17 +524,13 @@ def sample_validated(
         step_size=step_size,
         double=data.dtype == np.float64,
     )
-    params = GMMParams(
-        weights=run.sites["weights"],
-        means=run.sites["means"],
-        covariances=0.5
-        * (run.sites["covariances"] + np.swapaxes(run.sites["covariances"], -1, -2)),
-    )
     stats = run.stats
     _warn_divergences(stats, target_accept_prob)
     _warn_step_sizes(stats)
-    return Posterior(
-        params=params,
+    return Posterior.from_draws(
+        run.sites["weights"],
+        run.sites["means"],
+        run.sites["covariances"],
         X=data,
         sample_weight=w,
         prior=prior,

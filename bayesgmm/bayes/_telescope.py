@@ -330,13 +330,10 @@ def sample_sparse_validated(
         num_warmup=num_warmup,
         num_samples=num_samples,
     )
-    params = GMMParams(
-        weights=draws.weights,
-        means=draws.means,
-        covariances=0.5 * (draws.covariances + np.swapaxes(draws.covariances, -1, -2)),
-    )
-    return Posterior(
-        params=params,
+    return Posterior.from_draws(
+        draws.weights,
+        draws.means,
+        draws.covariances,
         X=data,
         sample_weight=w,
         prior=sparse.base,
