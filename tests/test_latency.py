@@ -291,3 +291,19 @@ def test_many_posteriors_in_one_process_keep_memory_maps_flat():
         if i in (1, 199):
             counts.append(_maps())
     assert counts[1] - counts[0] < 50, counts
+
+
+def test_repeated_posteriors_from_kmeanspp_starts_compile_nothing():
+    """The default start (k-means++ per chain) is one program: each call once compiled its own.
+
+    A process calling ``sample_posterior`` many times on data of one shape paid
+    a compilation per call (seconds), and held its memory maps.
+    """
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 2)) + 6.0 * rng.integers(0, 2, size=(60, 1))
+    kw = dict(num_chains=1, num_warmup=10, num_samples=30, progress_bar=False)
+    bg.sample_posterior(X, 2, seed=0, **kw)
+    with compilations() as names:
+        posts = [bg.sample_posterior(X + 1e-3 * i, 2, seed=i, **kw) for i in (1, 2)]
+    assert names == [], names
+    assert not np.allclose(posts[0].params.means, posts[1].params.means)

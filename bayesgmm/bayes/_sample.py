@@ -14,6 +14,7 @@ This module imports NumPyro; ``import bayesgmm`` does not import it.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from dataclasses import replace
 
@@ -115,18 +116,24 @@ def _jitter(key, params: GMMParams, n_samples: float, num_chains: int) -> GMMPar
     return GMMParams._unchecked(*(np.asarray(v, dtype) for v in (new_weights, new_means, cov)))
 
 
-def _kmeanspp_start(key, data, w, K, structure, prior) -> GMMParams:
-    """k-means++ responsibilities and one MAP M-step: where EM would start."""
-    return _em_core.init_params(
-        key,
-        jnp.asarray(data)[None],
-        jnp.asarray(w)[None],
-        n_components=K,
-        method="kmeans++",
-        structure=structure.name,
-        prior=prior,
-        reg_covar=0.0,
-    )
+@functools.partial(jax.jit, static_argnames=("n_components", "structure"))
+def _kmeanspp_starts(keys, data, w, prior, *, n_components: int, structure: str) -> GMMParams:
+    """k-means++ and one MAP M-step per key: where EM would start.
+
+    The data are arguments (a closure over them compiled anew on every call).
+    """
+    return jax.vmap(
+        lambda key: _em_core.init_params(
+            key,
+            data[None],
+            w[None],
+            n_components=n_components,
+            method="kmeans++",
+            structure=structure,
+            prior=prior,
+            reg_covar=0.0,
+        )
+    )(keys)
 
 
 def _starting_points(init, key, data, w, K, D, structure, prior, num_chains):
@@ -166,9 +173,7 @@ def _starting_points(init, key, data, w, K, D, structure, prior, num_chains):
         raise ValueError(f"init must be None, 'em', an EMResult or a GMMParams; got {init!r}.")
     if reference is None:
         keys = jax.random.split(jax.random.fold_in(key, 1), num_chains)
-        starts = jax.jit(jax.vmap(lambda k: _kmeanspp_start(k, data, w, K, structure, prior)))(
-            keys
-        )
+        starts = _kmeanspp_starts(keys, data, w, prior, n_components=K, structure=structure.name)
     else:
         reference = reference.astype(data.dtype)
         starts = _jitter(key, reference, float(w.sum()), num_chains)
