@@ -36,6 +36,7 @@ _cache.configure()
 # matplotlib, scikit-learn's estimator); None: the subpackage itself.
 _LAZY = {
     "ConvergenceWarning": "bayesgmm._core._warnings",
+    "SparsePrior": "bayesgmm._core._sparse",
     "GaussianMixture": "bayesgmm.em._estimator",
     "sample_posterior": "bayesgmm.bayes._sample",
     "gmm_model": "bayesgmm.bayes._model",
@@ -110,6 +111,7 @@ __all__ = [
     "ModelSpec",
     "Posterior",
     "Prior",
+    "SparsePrior",
     "SpecError",
     "VBResult",
     "__version__",

@@ -26,7 +26,7 @@ def test_help_lists_subcommands():
         [sys.executable, "-m", "bayesgmm.cli", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0
-    for cmd in ("demo", "em", "mcmc", "compare"):
+    for cmd in ("demo", "em", "mcmc", "compare", "clusters"):
         assert cmd in out.stdout
 
 
@@ -45,7 +45,7 @@ def _option_entries(help_text: str) -> dict[str, str]:
     return {name: " ".join(" ".join(parts).split()) for name, parts in entries.items()}
 
 
-@pytest.mark.parametrize("command", ["demo", "em", "mcmc", "compare"])
+@pytest.mark.parametrize("command", ["demo", "em", "mcmc", "compare", "clusters"])
 def test_help_of_every_option_says_what_it_does_and_its_default(command, capsys, monkeypatch):
     """Issue 14: each option of each subcommand has help text, and one with a default
     (a number, a choice) shows it."""
@@ -68,6 +68,7 @@ def test_help_of_every_option_says_what_it_does_and_its_default(command, capsys,
         "em": {"--n-components", "--seed", "--n-init", "--max-iter", "--tol", "--chunk-rows"},
         "mcmc": {"--n-components", "--seed", "--n-init", "--chains", "--warmup", "--samples"},
         "compare": {"--seed"},
+        "clusters": {"--seed", "--k-max", "--e0", "--chains", "--warmup", "--samples"},
     }[command]
     assert numeric == expected  # the options the issue names: none lost from the check
 
@@ -255,3 +256,88 @@ def test_mcmc_prints_the_arviz_summary_then_the_em_vs_posterior_report(
         assert block in text
     post = load(out)
     assert post.params.batch_shape == (2, 100) and post.reference is not None
+
+
+@pytest.fixture
+def four_csv(tmp_path):
+    X = bg.datasets.make_four_gaussians_2d(200, seed=1)
+    path = tmp_path / "four.csv"
+    pd.DataFrame(X, columns=["x1", "x2"]).to_csv(path, index=False)
+    return path
+
+
+def _k_table(out: str) -> pd.DataFrame:
+    """The p(K+) table ``clusters`` prints: header line, then one row per k."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["p(K+|data)"])
+    header = re.split(r"\s{2,}", lines[start].strip())
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.strip():
+            break
+        k, *values = line.split()
+        rows.append([int(k), *map(float, values)])
+    return pd.DataFrame(rows, columns=["k", *header]).set_index("k")
+
+
+def test_clusters_prints_the_posterior_of_k_plus_and_its_mode(four_csv, capsys):
+    sizes = ["--chains", "2", "--warmup", "150", "--samples", "100", "--seed", "0"]
+    code = main(["clusters", str(four_csv), "--k-max", "6", *sizes])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    table = _k_table(out)
+    assert list(table.index) == [1, 2, 3, 4, 5, 6]
+    assert list(table.columns) == ["p(K+|data)", "prior p(K+)"]  # no prior on K: no p(K)
+    assert table["p(K+|data)"].sum() == pytest.approx(1.0, abs=2e-3)
+    assert table["prior p(K+)"].sum() == pytest.approx(1.0, abs=2e-3)
+    assert table["p(K+|data)"].idxmax() == 4  # four well separated groups
+    assert "Posterior mode of K+ (non-empty components): 4" in out
+    assert "Posterior mode of K " not in out
+
+
+def test_clusters_with_a_prior_on_k_prints_p_of_k(four_csv, capsys):
+    sizes = ["--chains", "2", "--warmup", "150", "--samples", "100"]
+    prior = ["--k-prior", "bnb(1,4,3)", "--e0-prior", "1,20"]
+    code = main(["clusters", str(four_csv), "--k-max", "6", *prior, *sizes])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "e0~Gamma(1.0, 20.0)" in out and "bnb(1,4,3)" in out
+    table = _k_table(out)
+    assert list(table.columns) == ["p(K+|data)", "prior p(K+)", "p(K|data)", "prior p(K)"]
+    assert table["p(K|data)"].sum() == pytest.approx(1.0, abs=2e-3)
+    # K counts components, empty ones included: never fewer than K+ in a draw
+    assert (table["p(K|data)"].cumsum() <= table["p(K+|data)"].cumsum() + 2e-3).all()
+    assert re.search(r"Posterior mode of K \(components\): [4-6] ", out)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--k-prior", "zipf(2)"], "k_prior must be None"),
+        (["--e0", "0"], "--e0 must be a positive number"),
+        (["--e0", "nan"], "--e0 must be a positive number"),
+        (["--e0-prior", "1"], "--e0-prior is SHAPE,RATE"),
+        (["--e0-prior", "1,-2"], "--e0-prior SHAPE,RATE must both be positive"),
+        (["--k-max", "0"], "--k-max must be a positive integer"),
+        (["--chains", "0"], "--chains must be at least 1"),
+        (["--samples", "0"], "--samples must be at least 1"),
+        (["--warmup", "-1"], "--warmup must be 0 or more"),
+        (["--seed", "-1"], "--seed must be an integer"),
+    ],
+)
+def test_clusters_bad_arguments_exit_2_before_the_data_is_read(tmp_path, capsys, args, message):
+    missing = tmp_path / "no_such_file.csv"  # checked after the arguments: never reached
+    assert main(["clusters", str(missing), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bayesgmm clusters: error: ") and err.count("\n") == 1, err
+    assert message in err
+
+
+def test_clusters_bad_data_file_exits_2(tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text("a,b\n1,2\n3,oops\n")
+    assert main(["clusters", str(path), "--chains", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "bayesgmm clusters: error:" in err
+    assert main(["clusters", str(tmp_path / "missing.csv")]) == 2
+    assert "bayesgmm clusters: error:" in capsys.readouterr().err

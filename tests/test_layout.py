@@ -34,6 +34,7 @@ PUBLIC_API = {
     "ModelSpec",
     "Posterior",
     "Prior",
+    "SparsePrior",
     "SpecError",
     "VBResult",
     "__version__",

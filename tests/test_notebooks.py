@@ -23,6 +23,8 @@ EXPECTED = [
     "02_clusters_in_2d.ipynb",
     "03_old_faithful.ipynb",
     "04_model_comparison.ipynb",
+    "05_how_many_clusters.ipynb",
+    "06_four_engines.ipynb",
 ]
 
 

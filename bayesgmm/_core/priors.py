@@ -150,6 +150,104 @@ class Prior:
             dof=dof,
         )
 
+    @classmethod
+    def sparse(
+        cls,
+        X,
+        k_max: int = 10,
+        *,
+        e0: float = 0.01,
+        e0_prior: tuple[float, float] | None = None,
+        k_prior=None,
+        sample_weight=None,
+        scale_factor: float = 0.5,
+        mean_precision: float = 0.01,
+        dof: float | None = None,
+        dtype=None,
+    ):
+        """The prior of an overfitted mixture whose number of clusters is inferred.
+
+        ``weights ~ Dirichlet_K(e0)`` with a small ``e0`` empties the components
+        the data do not need (a *sparse finite mixture*, Malsiner-Walli,
+        Frühwirth-Schnatter & Grün 2016); the number of non-empty components
+        ``K+`` per draw is then the posterior of the number of clusters. With
+        ``k_prior`` the number of components ``K`` gets a prior of its own
+        (a mixture of finite mixtures, sampled by the telescoping sampler of
+        Frühwirth-Schnatter, Malsiner-Walli & Grün 2021), so ``p(K | data)``
+        is reported beside ``p(K+ | data)``. Sample it with
+        ``bayesgmm.sample_posterior(X, k_max, prior=..., method="gibbs")``.
+
+        The components' prior is that of :meth:`Prior.default` except its
+        scale: ``scale_factor * cov(X)`` (a priori ``E[Sigma_k] = cov(X) / 2``),
+        not ``cov(X) / k_max^(2/D)``. An overfitted mixture needs components
+        a priori as wide as a cluster, not as one of ``k_max`` cells, or it
+        splits a Gaussian cluster in two and the sampler cannot merge them
+        again; Malsiner-Walli et al. (2016) choose their hierarchical prior
+        for the same reason (``E[Sigma_k]`` of the order of the data's
+        variance). Empty components are drawn from this prior.
+
+        Parameters
+        ----------
+        X : array-like of shape (N, D)
+        k_max : int
+            Components allocated: an upper bound for ``K+`` and ``K``.
+        e0 : float
+            Dirichlet concentration (fixed), or where the sampler starts when
+            ``e0_prior`` is given. 0.01 is the sparse default of the 2016 paper.
+        e0_prior : (shape, rate), optional
+            ``e0 ~ Gamma(shape, rate)``, updated in the sampler by a
+            Metropolis-Hastings step on ``log e0`` given the partition;
+            ``(1, 20)`` is the telescope package's choice (mean 0.05).
+        k_prior : None, str or array-like of shape (k_max,)
+            None: ``K = k_max`` (sparse finite mixture). Otherwise a prior on
+            ``K = 1..k_max`` (truncated at ``k_max`` and renormalised):
+            ``"uniform"``, ``"bnb(a_lambda, a_pi, b_pi)"`` (``K - 1`` is
+            beta-negative-binomial; ``"bnb(1, 4, 3)"`` is the 2021 paper's
+            recommendation), ``"poisson(lambda)"`` and ``"geometric(p)"`` for
+            ``K - 1``, or the k_max probabilities themselves.
+        scale_factor : float
+            Inverse-Wishart scale as a multiple of the data covariance.
+        sample_weight, mean_precision, dof, dtype
+            As for :meth:`Prior.default`.
+
+        Returns
+        -------
+        SparsePrior
+
+        Examples
+        --------
+        >>> import bayesgmm as bg
+        >>> X = bg.datasets.make_four_gaussians_2d(200)
+        >>> bg.Prior.sparse(X, k_max=10, e0=0.01)
+        SparsePrior(k_max=10, e0=0.01, k_prior='fixed K=10', D=2)
+        """
+        from bayesgmm._core._sparse import SparsePrior, k_prior_log_pmf
+
+        e0 = float(e0)
+        if not np.isfinite(e0) or e0 <= 0:
+            raise ValueError(f"e0 must be a positive number; got {e0!r}.")
+        if e0_prior is not None:
+            shape_rate = tuple(float(v) for v in np.ravel(e0_prior))
+            if len(shape_rate) != 2 or not all(np.isfinite(v) and v > 0 for v in shape_rate):
+                raise ValueError(
+                    f"e0_prior must be (shape, rate) of a Gamma, both positive; got {e0_prior!r}."
+                )
+            e0_prior = shape_rate
+        one = cls.default(
+            X, 1, sample_weight=sample_weight, mean_precision=mean_precision, dof=dof, dtype=dtype
+        )
+        k_max = check_n_components(k_max, np.inf)
+        dt = np.asarray(one.scale).dtype
+        base = cls(
+            weight_concentration=np.full(k_max, e0, dtype=dt),
+            mean=one.mean,
+            mean_precision=one.mean_precision,
+            dof=one.dof,
+            scale=float(scale_factor) * np.asarray(one.scale),
+        )
+        log_pk, name = k_prior_log_pmf(k_prior, base.n_components)
+        return SparsePrior(base, e0, e0_prior, log_pk, name)
+
     def __reduce__(self):
         # Pickle as NumPy arrays, rebuilt under x64 (float64 survives unpickling).
         return (_pytree.restore, (Prior, *(np.asarray(leaf) for leaf in jax.tree.leaves(self))))

@@ -57,17 +57,19 @@ def check_gibbs_weights(w: np.ndarray) -> None:
         )
 
 
-def _assign(key, means, prec, logdet, log_w, X, w, n_used):
+def _assign(key, means, prec, logdet, log_w, X, w, n_used, beta=1.0):
     """Draw every row's component; the one-hot statistics and the log-likelihood.
 
-    ``X`` (n_blocks, B, D), ``w`` (n_blocks, B); unbatched parameters.
+    ``X`` (n_blocks, B, D), ``w`` (n_blocks, B); unbatched parameters. ``beta``
+    tempers the likelihood (``beta = 0`` draws the rows from the weights alone:
+    the sparse sampler's exact check against its prior).
     """
     K, D = means.shape
     dt = X.dtype
 
     def block(i, acc):
         xb, wb = X[i], w[i]
-        lp = component_log_prob(xb, means, prec, logdet) + log_w
+        lp = beta * component_log_prob(xb, means, prec, logdet) + log_w
         top = jnp.max(lp, axis=1)
         top = jnp.where(jnp.isfinite(top), top, 0.0)
         cum = jnp.cumsum(jnp.exp(lp - top[:, None]), axis=1)
@@ -255,13 +257,10 @@ def sample_gibbs_validated(
         num_warmup=num_warmup,
         num_samples=num_samples,
     )
-    params = GMMParams(
-        weights=draws.weights,
-        means=draws.means,
-        covariances=0.5 * (draws.covariances + np.swapaxes(draws.covariances, -1, -2)),
-    )
-    return Posterior(
-        params=params,
+    return Posterior.from_draws(
+        draws.weights,
+        draws.means,
+        draws.covariances,
         X=data,
         sample_weight=w,
         prior=prior,

@@ -56,6 +56,11 @@ class Posterior:
     sampler : str
         ``"nuts"`` or ``"gibbs"``: the method of :func:`bayesgmm.sample_posterior`
         that drew the chains.
+    cluster_prior : SparsePrior or None
+        The prior of the number of clusters (:meth:`bayesgmm.Prior.sparse`)
+        when the chains sampled it; its ``sample_stats`` then hold
+        ``n_clusters`` (K+), ``n_components`` (K), ``e0``, ``e0_accept`` and
+        ``cluster_sizes`` (C, S, k_max).
     """
 
     params: GMMParams
@@ -71,6 +76,7 @@ class Posterior:
     fraction_permuted: float | None = None
     feature_names: tuple[str, ...] | None = None
     sampler: str = "nuts"
+    cluster_prior: object | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.params, GMMParams):  # NumPy arrays: see GMMParams
@@ -99,6 +105,18 @@ class Posterior:
         div = self.sample_stats.get("diverging")
         return 0 if div is None else int(np.asarray(div).sum())
 
+    @classmethod
+    def from_draws(cls, weights, means, covariances, **fields) -> Posterior:
+        """A posterior from an engine's draws, each ``(chain, draw, ...)``.
+
+        The covariance draws are symmetrised (a sampler's arithmetic leaves them
+        symmetric only to rounding); ``fields`` are the other fields.
+        """
+        covariances = np.asarray(covariances)
+        symmetric = 0.5 * (covariances + np.swapaxes(covariances, -1, -2))
+        params = GMMParams(weights=weights, means=means, covariances=symmetric)
+        return cls(params=params, **fields)
+
     def replace(self, **changes) -> Posterior:
         """A copy with some fields changed (the original is never mutated)."""
         return replace(self, **changes)
@@ -124,6 +142,34 @@ class Posterior:
         from bayesgmm.diagnostics._membership import membership
 
         return membership(self, X, hdi_prob=hdi_prob)
+
+    def n_clusters(self):
+        """``K+``, the number of non-empty components, per draw: int array of shape (C, S).
+
+        Needs a run with a :meth:`bayesgmm.Prior.sparse` prior (the assignments
+        are not kept otherwise).
+        """
+        from bayesgmm.diagnostics._nclusters import n_clusters
+
+        return n_clusters(self)
+
+    def k_posterior(self):
+        """Table of ``p(K+ | data)`` (and ``p(K | data)``) beside their priors.
+
+        See :func:`bayesgmm.diagnostics.k_posterior`.
+        """
+        from bayesgmm.diagnostics._nclusters import k_posterior
+
+        return k_posterior(self)
+
+    def clustering(self, X=None, *, n_clusters: int | None = None):
+        """A point estimate of the partition with per-row uncertainty.
+
+        See :func:`bayesgmm.diagnostics.clustering`.
+        """
+        from bayesgmm.diagnostics._nclusters import clustering
+
+        return clustering(self, X, n_clusters=n_clusters)
 
     def to_arviz(self, *, posterior_predictive: bool = False, seed: int = 0, feature_names=None):
         """ArviZ ``InferenceData`` (see :func:`bayesgmm.to_inference_data`).

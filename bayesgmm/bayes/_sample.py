@@ -14,7 +14,9 @@ This module imports NumPyro; ``import bayesgmm`` does not import it.
 
 from __future__ import annotations
 
+import functools
 import numbers
+from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +25,7 @@ import numpy as np
 from bayesgmm._core import _memory_maps
 from bayesgmm._core._blocks import MIN_ROWS, bucket
 from bayesgmm._core._precision import x64
+from bayesgmm._core._sparse import SparsePrior
 from bayesgmm._core._validation import (
     check_feature_names,
     check_positive,
@@ -50,6 +53,7 @@ from bayesgmm.bayes._sites import (
     unconstrain,
     weights_or_none,
 )
+from bayesgmm.bayes._telescope import flat_weights, sample_sparse_validated
 from bayesgmm.em import _core as _em_core
 from bayesgmm.em._fit import MAX_ITER, TOL, EMResult, fit_validated
 
@@ -112,18 +116,24 @@ def _jitter(key, params: GMMParams, n_samples: float, num_chains: int) -> GMMPar
     return GMMParams._unchecked(*(np.asarray(v, dtype) for v in (new_weights, new_means, cov)))
 
 
-def _kmeanspp_start(key, data, w, K, structure, prior) -> GMMParams:
-    """k-means++ responsibilities and one MAP M-step: where EM would start."""
-    return _em_core.init_params(
-        key,
-        jnp.asarray(data)[None],
-        jnp.asarray(w)[None],
-        n_components=K,
-        method="kmeans++",
-        structure=structure.name,
-        prior=prior,
-        reg_covar=0.0,
-    )
+@functools.partial(jax.jit, static_argnames=("n_components", "structure"))
+def _kmeanspp_starts(keys, data, w, prior, *, n_components: int, structure: str) -> GMMParams:
+    """k-means++ and one MAP M-step per key: where EM would start.
+
+    The data are arguments (a closure over them compiled anew on every call).
+    """
+    return jax.vmap(
+        lambda key: _em_core.init_params(
+            key,
+            data[None],
+            w[None],
+            n_components=n_components,
+            method="kmeans++",
+            structure=structure,
+            prior=prior,
+            reg_covar=0.0,
+        )
+    )(keys)
 
 
 def _starting_points(init, key, data, w, K, D, structure, prior, num_chains):
@@ -163,9 +173,7 @@ def _starting_points(init, key, data, w, K, D, structure, prior, num_chains):
         raise ValueError(f"init must be None, 'em', an EMResult or a GMMParams; got {init!r}.")
     if reference is None:
         keys = jax.random.split(jax.random.fold_in(key, 1), num_chains)
-        starts = jax.jit(jax.vmap(lambda k: _kmeanspp_start(k, data, w, K, structure, prior)))(
-            keys
-        )
+        starts = _kmeanspp_starts(keys, data, w, prior, n_components=K, structure=structure.name)
     else:
         reference = reference.astype(data.dtype)
         starts = _jitter(key, reference, float(w.sum()), num_chains)
@@ -209,9 +217,15 @@ def sample_posterior(
     X : array-like of shape (N, D)
         Data. A 1-D array is read as N values of one feature.
     n_components : int
-    prior : Prior, optional
+    prior : Prior or SparsePrior, optional
         Default ``Prior.default(X, n_components)``. Must be built for this K and D.
         Unlike MAP-EM, any positive ``weight_concentration`` is accepted.
+        A :meth:`Prior.sparse` prior (``method="gibbs"`` only) samples the
+        number of clusters: a sparse finite mixture, or with a prior on K the
+        telescoping sampler (:mod:`bayesgmm.bayes._telescope`); then
+        ``n_components`` is ``k_max`` and the Posterior's
+        :meth:`~Posterior.n_clusters`, :meth:`~Posterior.k_posterior` and
+        :meth:`~Posterior.clustering` answer "how many clusters?".
     covariance_type : {"full", "tied", "diag", "spherical"}
     sample_weight : array-like of shape (N,), optional
         Replication weights: each row's log-likelihood is multiplied by its weight.
@@ -336,6 +350,14 @@ def sample_posterior(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
+    sparse = None
+    if isinstance(prior, SparsePrior):
+        if method != "gibbs":
+            raise ValueError(
+                "a SparsePrior (Prior.sparse) is sampled by method='gibbs' only: the number of "
+                "non-empty components is read from the sampled assignments, which NUTS sums out."
+            )
+        sparse, prior = prior, prior.base
     data, w, K, structure, prior = prepare_inputs(
         X, n_components, prior, covariance_type, sample_weight, dtype
     )
@@ -369,9 +391,25 @@ def sample_posterior(
             key = jax.random.key(0 if seed is None else seed)
         warn_data_problems(data, w, K)
         key_init, key_run = jax.random.split(key)
+        # starts with a flat Dirichlet: MAP-EM needs weight_concentration >= 1
+        start_prior = prior if sparse is None else flat_weights(prior)
         reference, kind, starts = _starting_points(
-            init, key_init, data, w, K, data.shape[1], structure, prior, num_chains
+            init, key_init, data, w, K, data.shape[1], structure, start_prior, num_chains
         )
+        if sparse is not None:
+            post = sample_sparse_validated(
+                data,
+                w,
+                structure=structure,
+                sparse=replace(sparse, base=prior),
+                key=key_run,
+                starts=starts,
+                reference=reference,
+                reference_kind=kind,
+                num_warmup=num_warmup,
+                num_samples=num_samples,
+            )
+            return post if names is None else post.replace(feature_names=names)
         post = sample_gibbs_validated(
             data,
             w,
@@ -491,17 +529,13 @@ def sample_validated(
         step_size=step_size,
         double=data.dtype == np.float64,
     )
-    params = GMMParams(
-        weights=run.sites["weights"],
-        means=run.sites["means"],
-        covariances=0.5
-        * (run.sites["covariances"] + np.swapaxes(run.sites["covariances"], -1, -2)),
-    )
     stats = run.stats
     _warn_divergences(stats, target_accept_prob)
     _warn_step_sizes(stats)
-    return Posterior(
-        params=params,
+    return Posterior.from_draws(
+        run.sites["weights"],
+        run.sites["means"],
+        run.sites["covariances"],
         X=data,
         sample_weight=w,
         prior=prior,

@@ -66,11 +66,11 @@ def bind(X, n_components, prior, structure, sample_weight, model=None):
     """The model (``gmm_model`` unless given) with its data bound: a function of no arguments."""
     return functools.partial(
         gmm_model if model is None else model,
-        X=jnp.asarray(X),
+        X=jax.device_put(X),  # not jnp.asarray: no copying program per shape
         n_components=n_components,
         prior=prior,
         covariance_type=structure.name,
-        sample_weight=None if sample_weight is None else jnp.asarray(sample_weight),
+        sample_weight=None if sample_weight is None else jax.device_put(sample_weight),
     )
 
 

@@ -7,6 +7,8 @@
 - EM against the posterior (``_em_vs_posterior``): :func:`em_vs_posterior`,
   :func:`em_vs_posterior_summary`, :func:`report`.
 - Posterior predictive checks (``_ppc``): :func:`ppc_statistics`, :func:`ppc_replicates`.
+- The number of clusters (``_nclusters``): :func:`n_clusters`, :func:`k_posterior`,
+  :func:`clustering` (:class:`Clustering`).
 - ArviZ I/O (``_arviz_io``): :func:`to_inference_data`, :func:`from_inference_data`.
 
 NumPyro is not imported here; ArviZ only by the functions that need it.
@@ -21,21 +23,26 @@ from bayesgmm.diagnostics._invariant import (
     log_likelihood_draws,
 )
 from bayesgmm.diagnostics._membership import membership, posterior_membership
+from bayesgmm.diagnostics._nclusters import Clustering, clustering, k_posterior, n_clusters
 from bayesgmm.diagnostics._ppc import PPC_STATISTICS, ppc_replicates, ppc_statistics
 from bayesgmm.diagnostics._relabel import RELABEL_METHODS, RelabelResult, permute, relabel
 
 __all__ = [
     "PPC_STATISTICS",
     "RELABEL_METHODS",
+    "Clustering",
     "RelabelResult",
+    "clustering",
     "co_clustering",
     "density_on_grid",
     "em_vs_posterior",
     "em_vs_posterior_summary",
     "from_inference_data",
     "invariant_diagnostics",
+    "k_posterior",
     "log_likelihood_draws",
     "membership",
+    "n_clusters",
     "permute",
     "posterior_membership",
     "ppc_replicates",

@@ -36,6 +36,7 @@ observed data in predictive checks), grey the posterior as a whole.
 - :func:`plot_ppc`: predictive check of simple statistics, or
   ``kind="density"``: the data's density over those of replicated data sets.
 - :func:`plot_model_comparison`: BIC over K per covariance structure, ELPD.
+- :func:`plot_k_posterior`: p(K+ | data) and p(K | data) beside their priors.
 
 For data with more than two features, choose what to show with ``feature=i``
 (1-D) or ``features=(i, j)`` (2-D): the plots use the exact marginal mixture
@@ -46,7 +47,7 @@ from bayesgmm.plots._common import component_colours
 from bayesgmm.plots._diagnostics import plot_ppc, plot_trace
 from bayesgmm.plots._mixture import plot_density_1d, plot_density_2d, plot_ellipses
 from bayesgmm.plots._posterior import plot_assignments, plot_parameters
-from bayesgmm.plots._selection import plot_model_comparison
+from bayesgmm.plots._selection import plot_k_posterior, plot_model_comparison
 
 __all__ = [
     "component_colours",
@@ -54,6 +55,7 @@ __all__ = [
     "plot_density_1d",
     "plot_density_2d",
     "plot_ellipses",
+    "plot_k_posterior",
     "plot_model_comparison",
     "plot_parameters",
     "plot_ppc",

@@ -54,3 +54,42 @@ def plot_model_comparison(table: pd.DataFrame, *, axes=None):
     for ax in axes[: 2 if has_loo else 1]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # K is a whole number
     return axes
+
+
+def plot_k_posterior(post, *, ax=None, prior: bool = True):
+    """Bars of ``p(K+ | data)`` (and ``p(K | data)`` with a prior on K), prior as markers.
+
+    Parameters
+    ----------
+    post : Posterior or pandas.DataFrame
+        Sampled under :meth:`bayesgmm.Prior.sparse`, or its
+        :meth:`~bayesgmm.Posterior.k_posterior` table.
+    ax : matplotlib Axes, optional
+    prior : bool
+        Mark the prior probabilities (``prior p(K+)``, ``prior p(K)``).
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    import matplotlib.pyplot as plt
+
+    table = post if isinstance(post, pd.DataFrame) else post.k_posterior()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    k = np.asarray(table.index)
+    has_k = "p(K|data)" in table
+    width = 0.4 if has_k else 0.8
+    shift = width / 2 if has_k else 0.0
+    ax.bar(k - shift, table["p(K+|data)"], width, color="C3", label="p(K+ | data)")
+    if has_k:
+        ax.bar(k + shift, table["p(K|data)"], width, color="0.6", label="p(K | data)")
+    if prior and "prior p(K+)" in table:
+        ax.plot(k - shift, table["prior p(K+)"], "v", color="C3", mfc="none", label="prior p(K+)")
+    if prior and "prior p(K)" in table:
+        ax.plot(k + shift, table["prior p(K)"], "v", color="0.3", mfc="none", label="prior p(K)")
+    ax.set_xticks(k)
+    ax.set_xlabel("number of clusters K+ (components K)")
+    ax.set_ylabel("probability")
+    ax.legend(frameon=False)
+    return ax
