@@ -171,48 +171,13 @@ def _em(args: argparse.Namespace) -> int:
 
     _check_common(args)
     out = _check_out_file(args.out, ".json", "em", args.force) if args.out else None
-    if args.chunk_rows is not None:
-        return _em_chunked(args, out)
-    X, names = _read(args)
-    prior = bg.Prior.default(X, args.n_components) if args.map else None
-    em = bg.fit_em(
-        X,
-        args.n_components,
-        covariance_type=args.covariance_type,
-        prior=prior,
-        n_init=args.n_init,
-        max_iter=args.max_iter,
-        tol=args.tol,
-        seed=args.seed,
-        feature_names=names,
-    )
-    print(em.summary())
-    if out is not None:
-        _save_out(em, out, args.force)
-        print(f"\nsaved {out}")
-    return 0
+    if args.chunk_rows is not None:  # out of core: the .npy file read in chunks by Dask
+        from bayesgmm._cli_dask import fit_em_chunked
 
-
-def _em_chunked(args: argparse.Namespace, out: Path | None) -> int:
-    """``bayesgmm em --chunk-rows``: the .npy file read in chunks by Dask, never all in memory."""
-    import contextlib
-
-    import bayesgmm as bg
-
-    if Path(args.data).suffix != ".npy" or args.columns or args.header is not None:
-        raise ValueError("--chunk-rows reads a .npy file (no --columns, no --header)")
-    if args.chunk_rows < 1:
-        raise ValueError(f"--chunk-rows must be a positive integer; got {args.chunk_rows}")
-    from bayesgmm.em._dask import from_npy
-    from bayesgmm.em._dask_vb import prior_default
-
-    X = from_npy(args.data, args.chunk_rows)
-    with contextlib.ExitStack() as stack:
-        if args.scheduler:  # else Dask's local threads
-            from distributed import Client
-
-            stack.enter_context(Client(args.scheduler))
-        prior = prior_default(X, args.n_components) if args.map else None
+        em = fit_em_chunked(args)
+    else:
+        X, names = _read(args)
+        prior = bg.Prior.default(X, args.n_components) if args.map else None
         em = bg.fit_em(
             X,
             args.n_components,
@@ -222,6 +187,7 @@ def _em_chunked(args: argparse.Namespace, out: Path | None) -> int:
             max_iter=args.max_iter,
             tol=args.tol,
             seed=args.seed,
+            feature_names=names,
         )
     print(em.summary())
     if out is not None:
