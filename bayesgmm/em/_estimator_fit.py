@@ -10,6 +10,7 @@ lines. The estimator module keeps the scikit-learn interface; the maths is
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -365,21 +366,26 @@ def evaluate_start(prep: Prepared, params: GMMParams) -> EMResult:
 def inverse_and_factor(mat):
     """For SPD ``mat`` (..., D, D): ``U = L^{-T}`` (``mat = L L^T``) and ``mat^{-1} = U U^T``.
 
-    One Cholesky factorisation and one inversion of the factor per matrix, in
-    NumPy (a handful of small matrices: no compiled program per shape);
-    entries are NaN where ``mat`` is not positive definite.
+    One batched Cholesky factorisation and one batched triangular solve, in
+    NumPy and SciPy (loaded with scikit-learn's estimator): a handful of small
+    matrices, no compiled program per shape. Entries are NaN where ``mat`` is
+    not positive definite.
     """
+    from scipy.linalg import solve_triangular
+
     dtype = np.asarray(mat).dtype
     mat = np.asarray(mat, dtype=np.float64)
     flat = mat.reshape(-1, *mat.shape[-2:])
-    factor = np.full_like(flat, np.nan)
-    for i, m in enumerate(flat):
-        try:
-            chol = np.linalg.cholesky(m)
-        except np.linalg.LinAlgError:
-            continue
-        factor[i] = np.tril(np.linalg.inv(chol)).T  # L^{-1} is lower triangular
-    factor = factor.reshape(mat.shape)
+    try:
+        chol = np.linalg.cholesky(flat)
+    except np.linalg.LinAlgError:  # some are not positive definite: those get NaN
+        chol = np.full_like(flat, np.nan)
+        for i, m in enumerate(flat):
+            with contextlib.suppress(np.linalg.LinAlgError):
+                chol[i] = np.linalg.cholesky(m)
+    eye = np.broadcast_to(np.eye(flat.shape[-1]), flat.shape)
+    solved = solve_triangular(chol, eye, lower=True, check_finite=False)  # NaN stays NaN
+    factor = np.swapaxes(solved, -1, -2).reshape(mat.shape)
     inverse = factor @ np.swapaxes(factor, -1, -2)
     inverse = 0.5 * (inverse + np.swapaxes(inverse, -1, -2))
     return factor.astype(dtype, copy=False), inverse.astype(dtype, copy=False)
