@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "em_speed.py"
@@ -49,3 +50,20 @@ def test_nuts_benchmark_counts_nested_compile_spans_once():
     # clipped to the run [0, 8.5]: (0, 0.5) + (1, 6) as one + (8, 8.5)
     assert nuts_speed.covered_seconds(spans, 0.0, 8.5) == pytest.approx(0.5 + 5.0 + 0.5)
     assert nuts_speed.covered_seconds([], 0.0, 1.0) == 0.0
+
+
+def test_em_peers_reference_log_likelihood_matches_scipy():
+    """The one function that scores every peer's final parameters in em_peers.py."""
+    import importlib.util
+
+    from scipy.stats import multivariate_normal
+
+    path = SCRIPT.parent / "em_peers.py"
+    spec = importlib.util.spec_from_file_location("em_peers", path)
+    peers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peers)
+    X, (w, m, c) = peers.make_problem(1_000, 3, 4)
+    dens = sum(w[k] * multivariate_normal(m[k], c[k]).pdf(X) for k in range(4))
+    expected = float(np.log(dens).sum())
+    got = peers.log_likelihood(X, w, m, c, block=300)  # blocks: 300, 300, 300, 100
+    assert abs(got - expected) <= 1e-10 * abs(expected)
