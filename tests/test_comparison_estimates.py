@@ -21,7 +21,7 @@ from support import approx_draws
 
 import bayesgmm as bg
 from bayesgmm import Posterior
-from bayesgmm.diagnostics import em_vs_posterior
+from bayesgmm.diagnostics import em_vs_posterior, report
 
 C, S, K = 2, 150, 3
 PERM = np.array([2, 0, 1])  # the "Gibbs" draws list EM's component PERM[j] as component j
@@ -186,6 +186,33 @@ def test_wrong_estimates_are_refused_clearly(fits):
         bg.plots.plot_parameters(em, em, nuts)
     with pytest.raises(TypeError, match="nothing to compare"):
         bg.plots.plot_parameters(em)
+
+
+# ----------------------------------------------------------------- the report ---
+def test_report_sets_the_other_estimates_against_the_first_posterior(fits):
+    _, em, nuts, gibbs, _, vb = fits
+    loose = {"r_hat_max": 1.1, "ess_min": 50}  # short synthetic chains pass these
+    text = report(em, nuts, gibbs, vb, **loose)
+    table = em_vs_posterior(em, nuts, gibbs, vb)
+    core = table[table.parameter.isin(["weight", "mean", "covariance"])]
+    lines = [line.strip() for line in text.splitlines()]
+    i = lines.index("Other estimates against NUTS (94% HDI)")
+    assert lines[i + 1].startswith(f"OK       Gibbs: max R-hat {core.gibbs_r_hat.max():.3f}, ")
+    vb_note = next(line for line in lines if line.startswith("NOTE     VB:"))
+    narrower = int((core.vb_width_ratio < 1).sum())
+    assert f"narrower than NUTS's for {narrower} of {len(core)} entries" in vb_note
+    assert f"median {core.vb_width_ratio.median():.2f}, " in vb_note
+    assert lines[-1].startswith("Verdict: OK")
+    # a Gibbs run whose chains disagree fails its own check, and the verdict counts it
+    p = gibbs.params.to_numpy()
+    p["means"][1] += 0.5
+    stuck = gibbs.replace(params=bg.GMMParams(**p))
+    lines = [line.strip() for line in report(em, nuts, stuck, vb, **loose).splitlines()]
+    assert any(line.startswith("WARNING  Gibbs: max R-hat") for line in lines)
+    assert lines[-1] == "Verdict: WARNING: 1 check(s) failed; read the lines above."
+    assert "Other estimates" not in report(em, nuts)  # one posterior: the report as before
+    with pytest.raises(TypeError, match="pass a Posterior"):
+        report(em, vb)
 
 
 # ------------------------------------------------------------------ the plot ---

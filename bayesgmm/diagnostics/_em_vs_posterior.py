@@ -256,13 +256,17 @@ def em_vs_posterior(
     >>> both = bg.em_vs_posterior(em, post, post_g, vb)        # doctest: +SKIP
     >>> both[both.vb_width_ratio < 0.8]      # VB much narrower than NUTS  # doctest: +SKIP
     """
-    import pandas as pd
-
     est = sort_estimates(estimates, em=em, post=post, vb=vb, labels=labels, what="em_vs_posterior")
     hdi_prob = check_positive("hdi_prob", hdi_prob)
     if not hdi_prob < 1:
         raise ValueError(f"hdi_prob must lie in (0, 1); got {hdi_prob!r}.")
     em_p, draws, info = estimate_draws(est, relabel)
+    return _table(est, em_p, draws, info, hdi_prob)
+
+
+def _table(est, em_p, draws, info: dict, hdi_prob: float):
+    """:func:`em_vs_posterior`'s table from label-matched draws (one per ``est.intervals``)."""
+    import pandas as pd
 
     em_values, meta = _entries(*jax.tree.leaves(em_p))  # (P,)
     ref = _summary(

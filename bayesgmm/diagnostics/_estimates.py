@@ -36,7 +36,7 @@ from bayesgmm.diagnostics._relabel import relabel as relabel_draws
 from bayesgmm.em._fit import EMResult
 from bayesgmm.em._vb import VBResult
 
-__all__ = ["Estimate", "Estimates", "estimate_draws", "sort_estimates"]
+__all__ = ["Estimate", "Estimates", "estimate_draws", "other_draws", "sort_estimates"]
 
 #: Draws of a VBResult's q behind its intervals (independent, so one "chain").
 VB_DRAWS = 4000
@@ -241,17 +241,23 @@ def estimate_draws(est: Estimates, relabel: bool):
             "relabel_method": None,
         }
         draws = [_vb_draws(ref, point, relabel)]
-    for e in est.intervals[1:]:
+    return point, [*draws, *other_draws(est.intervals[1:], point, relabel)], info
+
+
+def other_draws(intervals, point: GMMParams, relabel: bool) -> list[GMMParams]:
+    """The draws of the estimates after the reference, labelled as ``point`` (see above)."""
+    out = []
+    for e in intervals:
         obj = e.source
         if isinstance(obj, VBResult):
-            draws.append(_vb_draws(obj, point, relabel))
-        elif not relabel or K == 1:
-            draws.append(obj.params)
+            out.append(_vb_draws(obj, point, relabel))
+        elif not relabel or point.n_components == 1:
+            out.append(obj.params)
         elif obj.relabel_method is None:
-            draws.append(obj.relabel(reference=point).params)
+            out.append(obj.relabel(reference=point).params)
         else:
-            draws.append(_permuted(obj.params, posterior_mean(obj.params), point))
-    return point, draws, info
+            out.append(_permuted(obj.params, posterior_mean(obj.params), point))
+    return out
 
 
 def _permuted(params: GMMParams, mean: GMMParams, point: GMMParams) -> GMMParams:

@@ -11,9 +11,10 @@ import math
 import numpy as np
 
 from bayesgmm._core._precision import x64
+from bayesgmm._core._validation import check_positive
 from bayesgmm.bayes._posterior import Posterior
-from bayesgmm.diagnostics._checks import check_posterior, point_params
-from bayesgmm.diagnostics._em_vs_posterior import em_vs_posterior, em_vs_posterior_summary
+from bayesgmm.diagnostics._em_vs_posterior import _table, em_vs_posterior_summary
+from bayesgmm.diagnostics._estimates import other_draws, sort_estimates
 from bayesgmm.diagnostics._invariant import invariant_diagnostics
 from bayesgmm.diagnostics._matching import match_labels
 from bayesgmm.diagnostics._membership import posterior_membership
@@ -33,9 +34,11 @@ def _indices_text(idx: np.ndarray, first: int = 10) -> str:
 
 @x64
 def report(
-    em,
-    post: Posterior,
-    *,
+    *estimates,
+    em=None,
+    post: Posterior | None = None,
+    vb=None,
+    labels=None,
     hdi_prob: float = 0.94,
     r_hat_max: float = 1.01,
     ess_min: float | None = None,
@@ -45,7 +48,12 @@ def report(
 ) -> str:
     """The text to read first: can the sampler be trusted, and where do EM and it disagree.
 
-    Three blocks of lines. A check's line opens with ``OK`` or ``WARNING``, and
+    ``report(em, post)``; with more estimates (``report(em, post_nuts,
+    post_gibbs, vb)``, any order, sorted as by :func:`bayesgmm.em_vs_posterior`)
+    the first posterior is the one examined in full, and a fourth block sets
+    the others against it.
+
+    Blocks of lines. A check's line opens with ``OK`` or ``WARNING``, and
     its remark in parentheses follows that outcome (what a pass means, or what
     to try after a failure); ``NOTE`` lines report without judging, and ``-``
     lines say what could not be assessed. Only ``WARNING`` lines count as failed
@@ -59,20 +67,29 @@ def report(
     - **EM against the posterior**: the EM entries outside the ``hdi_prob``
       HDI (largest ``|z|`` first), the EM log-likelihood against the posterior
       log-likelihood, agreement of hard labels and memberships.
+    - **Other estimates** (only with more than one): for every further
+      posterior, its R-hat, ESS and divergences (``OK``/``WARNING``); for every
+      posterior and VB fit a ``NOTE`` with the ratio of its HDI widths to the
+      first posterior's (how many entries are narrower, median and range, as
+      in the table's ``*_width_ratio`` columns) and the largest shift of its
+      mean, in the first posterior's standard deviations.
     - **Membership**: points whose largest posterior mean membership
       probability is below ``membership_threshold``, their count and first
       indices.
 
     Parameters
     ----------
-    em : EMResult or GMMParams
-    post : Posterior
+    *estimates : EMResult, GMMParams, Posterior or VBResult
+        One point estimate and at least one Posterior (the first is examined
+        in full), then any further Posteriors and VBResults.
+    em, post, vb, labels : optional
+        As in :func:`bayesgmm.em_vs_posterior`.
     hdi_prob : float
     r_hat_max : float
         Largest acceptable R-hat (Vehtari et al. 2021 recommend 1.01).
     ess_min : float, optional
         Smallest acceptable bulk and tail ESS; default ``100 * num_chains``
-        (Vehtari et al. 2021: 400 for four chains).
+        of each posterior (Vehtari et al. 2021: 400 for four chains).
     bfmi_min : float
         Smallest acceptable energy BFMI per chain.
     membership_threshold : float
@@ -85,12 +102,22 @@ def report(
     str
     """
 
-    em_p = point_params(em)
-    post = check_posterior(post, em_p)
-    em_p, relabelled, info = match_labels(em_p, post, True)  # once; both are then labelled alike
-    table = em_vs_posterior(em_p, relabelled, hdi_prob=hdi_prob, relabel=False)
+    est = sort_estimates(estimates, em=em, post=post, vb=vb, labels=labels, what="report")
+    post = est.reference.source
+    if not isinstance(post, Posterior):
+        raise TypeError(
+            "report examines a sampler's draws: pass a Posterior (sample_posterior) beside "
+            f"the point estimate; got only {', '.join(e.label for e in est.intervals)}."
+        )
+    hdi_prob = check_positive("hdi_prob", hdi_prob)
+    if not hdi_prob < 1:
+        raise ValueError(f"hdi_prob must lie in (0, 1); got {hdi_prob!r}.")
+    em_p, relabelled, info = match_labels(est.point, post, True)  # once: all labelled alike
+    draws = [relabelled.params, *other_draws(est.intervals[1:], em_p, True)]
+    table = _table(est, em_p, draws, info, hdi_prob)
     model = em_vs_posterior_summary(em_p, relabelled, hdi_prob=hdi_prob, relabel=False)
     C, S = post.num_chains, post.num_draws
+    ess_given = ess_min
     ess_min = 100.0 * C if ess_min is None else float(ess_min)
     N = int(np.asarray(post.X).shape[0])
     pct = f"{hdi_prob:.0%}"
@@ -214,6 +241,15 @@ def report(
         + ("" if ok else ": EM clusters the points differently from the posterior (ARI < 0.9)")
     )
 
+    if len(est.intervals) > 1:
+        ref = est.reference.label
+        ref = "the posterior" if ref == "posterior" else ref
+        lines += ["", f"Other estimates against {ref} ({pct} HDI)"]
+        for e in est.intervals[1:]:
+            other_lines, other_flags = _other(e, table, ref, r_hat_max, ess_given)
+            lines += other_lines
+            flags += other_flags
+
     lines += ["", "Membership"]
     resp = posterior_membership(relabelled.params, post.X)
     top = resp.max(axis=1)
@@ -240,3 +276,40 @@ def report(
         ),
     ]
     return "\n".join(lines)
+
+
+def _other(e, table, ref: str, r_hat_max: float, ess_min: float | None):
+    """The lines (and check outcomes) of one estimate set against the reference posterior."""
+    core = table[table.parameter.isin(["weight", "mean", "covariance"])]
+    p = e.prefix
+    lines, flags = [], []
+    if isinstance(e.source, Posterior):
+        C, S = e.source.num_chains, e.source.num_draws
+        need = 100.0 * C if ess_min is None else float(ess_min)
+        r_hat, ess_b, ess_t = (core[f"{p}_{c}"] for c in ("r_hat", "ess_bulk", "ess_tail"))
+        if r_hat.notna().any() and ess_b.notna().any():
+            worst = float(np.nanmax(r_hat))
+            least = float(min(np.nanmin(ess_b), np.nanmin(ess_t)))
+            n_div = e.source.num_divergences
+            ok = worst <= r_hat_max and least >= need and n_div == 0
+            lines.append(
+                f"  {_verdict(ok)}  {e.label}: max R-hat {worst:.3f}, min ESS {least:.0f}, "
+                f"{n_div} divergent transition(s) of {C * S} (thresholds {r_hat_max:g}, {need:g}"
+                + (")" if ok else "; run it longer before comparing)")
+            )
+            flags.append(ok)
+        else:
+            lines.append(f"  -        {e.label}: R-hat and ESS not available (too few draws)")
+    ratio = core[f"{p}_width_ratio"].to_numpy(dtype=np.float64)
+    shift = np.abs(core[f"{p}_mean"] - core.post_mean).to_numpy() / core.post_sd.to_numpy()
+    if np.isfinite(ratio).any():
+        lo, hi = int(np.nanargmin(ratio)), int(np.nanargmax(ratio))
+        far = int(np.nanargmax(np.where(np.isfinite(shift), shift, -1.0)))
+        names = core.name.to_numpy()
+        lines.append(
+            f"  NOTE     {e.label}: HDI narrower than {ref}'s for "
+            f"{int((ratio < 1).sum())} of {len(ratio)} entries; width ratio median "
+            f"{np.nanmedian(ratio):.2f}, from {ratio[lo]:.2f} ({names[lo]}) to {ratio[hi]:.2f} "
+            f"({names[hi]}); means at most {shift[far]:.2f} sd apart ({names[far]})"
+        )
+    return lines, flags
