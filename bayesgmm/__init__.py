@@ -48,7 +48,7 @@ _LAZY = {
     "fit_vb": "bayesgmm.em._vb",
     "em_vs_posterior": "bayesgmm.diagnostics._em_vs_posterior",
     "em_vs_posterior_summary": "bayesgmm.diagnostics._em_vs_posterior",
-    "report": "bayesgmm.diagnostics._em_vs_posterior",
+    "report": "bayesgmm.diagnostics._report",
     "ppc_statistics": "bayesgmm.diagnostics._ppc",
     "compare_models": "bayesgmm.selection._compare_models",
     "ModelSpec": "bayesgmm.selection._specs",

@@ -7,12 +7,16 @@ Because an EM/MAP estimate and every posterior draw are the same
   covariance entries, and the derived standard deviations and correlations)
   with the EM value, the posterior mean, sd and HDI, whether EM lies inside
   the HDI, the standardised distance ``z = (em - mean) / sd``, and R-hat and
-  bulk/tail ESS of the entry (ArviZ, on ``(chain, draw)`` arrays).
+  bulk/tail ESS of the entry (ArviZ, on ``(chain, draw)`` arrays). It takes any
+  number of estimates (``em_vs_posterior(em, post_nuts, post_gibbs, vb)``): one
+  point estimate and Posteriors and VB fits, each with its own columns, their
+  intervals' widths measured against the first posterior's.
 - :func:`em_vs_posterior_summary`: whole-model numbers that need no component matching
   or are matched once: EM's log-likelihood against the posterior distribution
   of the log-likelihood, adjusted Rand index between the EM hard labels and
   the posterior modal labels, and the difference in membership probabilities.
-- :func:`report`: the text a person reads first, with ``OK``/``WARNING`` lines.
+- :func:`report` (``_report``): the text a person reads first, with
+  ``OK``/``WARNING`` lines.
 
 Matching components
 -------------------
@@ -31,13 +35,12 @@ Mixture labels are arbitrary, so EM component ``k`` and posterior component
   (``aligned[k] = em[perm[k]]``). For a posterior relabelled against this very
   EM estimate the permutation is the identity.
 
-With ``relabel=False`` nothing is matched: use it when both are known to be
-labelled alike.
+Further posteriors and VB fits are then matched to the rows' labelling
+(``bayesgmm.diagnostics._estimates``). With ``relabel=False`` nothing is matched:
+use it when all are known to be labelled alike.
 """
 
 from __future__ import annotations
-
-import math
 
 import jax
 import numpy as np
@@ -45,17 +48,15 @@ import numpy as np
 from bayesgmm._core._precision import x64
 from bayesgmm._core._validation import check_positive
 from bayesgmm.bayes._posterior import Posterior
-from bayesgmm.diagnostics._checks import check_posterior, point_params, posterior_mean
-from bayesgmm.diagnostics._invariant import invariant_diagnostics, log_likelihood_draws
+from bayesgmm.diagnostics._checks import check_posterior, point_params
+from bayesgmm.diagnostics._estimates import estimate_draws, sort_estimates
+from bayesgmm.diagnostics._invariant import log_likelihood_draws
 from bayesgmm.diagnostics._matching import match_labels
 from bayesgmm.diagnostics._membership import posterior_membership
-from bayesgmm.diagnostics._relabel import relabel as relabel_draws
-from bayesgmm.em._vb import VBResult
 
 __all__ = [
     "em_vs_posterior",
     "em_vs_posterior_summary",
-    "report",
 ]
 
 PARAMETERS = ("weight", "mean", "covariance", "sd", "correlation")
@@ -141,60 +142,77 @@ def _entries(weights, means, covariances):
     return values, meta
 
 
-def _vb_columns(vb, post: Posterior, hdi_prob: float, post_sd) -> dict[str, np.ndarray]:
-    """VB's mean, sd and HDI of every entry, its components matched to the posterior's."""
+def _summary(draws: np.ndarray, hdi_prob: float, chains: bool) -> dict[str, np.ndarray]:
+    """Mean, sd, HDI (with ``chains``: R-hat, bulk/tail ESS) of each entry of (C, S, P) draws."""
     import arviz as az
+    import xarray as xr
 
-    if not isinstance(vb, VBResult):
-        raise TypeError(f"vb must be a VBResult (bayesgmm.fit_vb); got {type(vb).__name__}.")
-    check_posterior(post, vb.params)
-    perm = np.asarray(relabel_draws(vb.params, reference=posterior_mean(post.params)).permutations)
-    draws = vb.sample(jax.random.key(0), _VB_DRAWS)
-    values, _ = _entries(
-        np.asarray(draws.weights)[:, perm],
-        np.asarray(draws.means)[:, perm],
-        np.asarray(draws.covariances)[:, perm],
+    C, S, P = draws.shape
+    ds = xr.Dataset(
+        {"x": (("chain", "draw", "entry"), draws)},
+        coords={"chain": np.arange(C), "draw": np.arange(S), "entry": np.arange(P)},
     )
-    hdi = np.asarray(az.hdi(values[None], hdi_prob=hdi_prob))
-    sd = values.std(axis=0, ddof=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(post_sd > 0, sd / post_sd, np.nan)
-    return {
-        "vb_mean": values.mean(axis=0),
-        "vb_sd": sd,
-        "vb_hdi_low": hdi[:, 0],
-        "vb_hdi_high": hdi[:, 1],
-        "vb_sd_ratio": ratio,
+    hdi = np.asarray(az.hdi(ds, hdi_prob=hdi_prob)["x"].transpose("entry", "hdi").values)
+    out = {
+        "mean": draws.mean(axis=(0, 1)),
+        "sd": draws.reshape(C * S, P).std(axis=0, ddof=1) if C * S > 1 else np.zeros(P),
+        "hdi_low": hdi[:, 0],
+        "hdi_high": hdi[:, 1],
     }
+    nan = np.full(P, np.nan)  # independent draws (VB), or too few for split R-hat and ESS
+    ok = chains and S >= 4
+    out["r_hat"] = np.asarray(az.rhat(ds)["x"].values) if ok else nan
+    out["ess_bulk"] = np.asarray(az.ess(ds, method="bulk")["x"].values) if ok else nan
+    out["ess_tail"] = np.asarray(az.ess(ds, method="tail")["x"].values) if ok else nan
+    return out
 
 
-_VB_DRAWS = 4000
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / b, np.nan)
 
 
 # ---------------------------------------------------------- em_vs_posterior ---
 @x64
-def em_vs_posterior(em, post: Posterior, *, hdi_prob: float = 0.94, relabel: bool = True, vb=None):
-    """Compare an EM/MAP estimate with posterior draws, parameter entry by entry.
+def em_vs_posterior(
+    *estimates,
+    em=None,
+    post: Posterior | None = None,
+    vb=None,
+    labels=None,
+    hdi_prob: float = 0.94,
+    relabel: bool = True,
+):
+    """Compare a point estimate with posteriors (and VB), parameter entry by entry.
+
+    ``em_vs_posterior(em, post)`` for one posterior; any number of estimates for
+    more, in any order: ``em_vs_posterior(em, post_nuts, post_gibbs, vb)``.
 
     Parameters
     ----------
-    em : EMResult, VBResult or GMMParams
-        The point estimate (no batch axes); a VBResult gives its variational
-        posterior mean.
-    post : Posterior
-        Posterior draws with ``(chain, draw)`` axes, for the same K and D.
+    *estimates : EMResult, GMMParams, Posterior or VBResult
+        One point estimate, the values compared (an EMResult or a GMMParams
+        without batch axes; with neither, a VBResult given first stands in with
+        its variational posterior mean), and any number of interval estimates:
+        Posteriors (``(chain, draw)`` draws; NUTS and Gibbs alike) and
+        VBResults (4,000 draws of ``q``), all of the same K and D. The first
+        Posterior is the *reference* (with none, the first VBResult).
+    em, post, vb : optional
+        The earlier keywords: the point estimate, a Posterior, a VBResult (an
+        interval estimate; its columns are prefixed ``vb_``).
+    labels : sequence of str, optional
+        Names of the interval estimates, in the order given (keywords last);
+        default ``"NUTS"``/``"Gibbs"`` (``Posterior.sampler``) and ``"VB"``,
+        numbered when one repeats, and ``"posterior"`` for a lone Posterior.
+        The column prefix of an estimate is its label in lower case.
     hdi_prob : float
         Probability mass of the highest density intervals (``arviz.hdi``).
     relabel : bool
         Match components first (see the module docstring): relabel the
-        posterior against EM if it has not been relabelled, otherwise align EM
-        to the posterior's labelling.
-    vb : VBResult, optional
-        A variational fit of the same model, as a third estimate: 4,000 draws
-        of ``q`` (components matched to the posterior's mean) add the columns
-        ``vb_mean``, ``vb_sd``, ``vb_hdi_low``, ``vb_hdi_high`` and
-        ``vb_sd_ratio`` (``vb_sd / post_sd``: below 1 where the mean-field
-        approximation is narrower than the posterior).
+        reference posterior against EM if it has not been relabelled, otherwise
+        align EM to the posterior's labelling; every other estimate is then
+        matched to that labelling (a Posterior not relabelled yet is relabelled
+        against it, one relabelled already and a VBResult are permuted once).
 
     Returns
     -------
@@ -202,7 +220,7 @@ def em_vs_posterior(em, post: Posterior, *, hdi_prob: float = 0.94, relabel: boo
         (an ``EMvsPosteriorTable``, which prints every column, rounded)
         One row per entry: ``weight`` (K), ``mean`` (K x D), ``covariance``
         (upper triangle, K x D(D+1)/2), ``sd`` (square roots of the variances,
-        K x D) and ``correlation`` (K x D(D-1)/2). Columns:
+        K x D) and ``correlation`` (K x D(D-1)/2). Columns, for the reference:
 
         ``name`` (e.g. ``"means[1,0]"``), ``em``, ``post_mean``, ``hdi_low``,
         ``hdi_high``, ``inside`` (EM within the HDI), ``z``
@@ -213,48 +231,62 @@ def em_vs_posterior(em, post: Posterior, *, hdi_prob: float = 0.94, relabel: boo
         ``"eruptions,waiting"``) when the fit or the posterior carries
         ``feature_names``, else the index.
 
-        ``attrs`` holds ``hdi_prob``, ``matching`` (what was done to match
-        labels), ``em_permutation``, ``fraction_permuted`` and ``relabel_method``.
+        Then, for every other estimate with prefix ``p`` (``gibbs``, ``vb``...):
+        ``p_mean``, ``p_sd``, ``p_hdi_low``, ``p_hdi_high``, ``p_sd_ratio``
+        (``p_sd / post_sd``) and ``p_width_ratio`` (its HDI's width over the
+        reference's): below 1 where that estimate is narrower than the
+        reference, as mean-field VB often is. A Posterior adds ``p_r_hat``,
+        ``p_ess_bulk`` and ``p_ess_tail``.
+
+        ``attrs`` holds ``hdi_prob``, ``estimates`` (``(label, prefix)`` per
+        interval estimate, the reference first with prefix ``""``), ``matching``
+        (what was done to match labels), ``em_permutation``,
+        ``fraction_permuted`` and ``relabel_method`` (of the reference).
 
     Examples
     --------
     >>> import bayesgmm as bg                                   # doctest: +SKIP
-    >>> from bayesgmm.bayes import sample_posterior            # doctest: +SKIP
     >>> X = bg.datasets.make_two_gaussians_1d(300)             # doctest: +SKIP
     >>> em = bg.fit_em(X, 2)                                   # doctest: +SKIP
-    >>> post = sample_posterior(X, 2, init=em)                 # doctest: +SKIP
-    >>> table = bg.em_vs_posterior(em, post)                           # doctest: +SKIP
+    >>> post = bg.sample_posterior(X, 2, init=em)              # doctest: +SKIP
+    >>> table = bg.em_vs_posterior(em, post)                   # doctest: +SKIP
     >>> table[~table.inside]                 # EM values outside the 94% HDI  # doctest: +SKIP
+    >>> post_g = bg.sample_posterior(X, 2, init=em, method="gibbs")  # doctest: +SKIP
+    >>> vb = bg.fit_vb(X, 2)                                   # doctest: +SKIP
+    >>> both = bg.em_vs_posterior(em, post, post_g, vb)        # doctest: +SKIP
+    >>> both[both.vb_width_ratio < 0.8]      # VB much narrower than NUTS  # doctest: +SKIP
     """
-    import arviz as az
+    est = sort_estimates(estimates, em=em, post=post, vb=vb, labels=labels, what="em_vs_posterior")
+    hdi_prob = check_positive("hdi_prob", hdi_prob)
+    if not hdi_prob < 1:
+        raise ValueError(f"hdi_prob must lie in (0, 1); got {hdi_prob!r}.")
+    em_p, draws, info = estimate_draws(est, relabel)
+    return _table(est, em_p, draws, info, hdi_prob)
+
+
+def _table(est, em_p, draws, info: dict, hdi_prob: float):
+    """:func:`em_vs_posterior`'s table from label-matched draws (one per ``est.intervals``)."""
     import pandas as pd
-    import xarray as xr
 
-    em_p, post, info = _prepare(em, post, hdi_prob, relabel)
-
-    draws, _ = _entries(*jax.tree.leaves(post.params))  # (C, S, P)
     em_values, meta = _entries(*jax.tree.leaves(em_p))  # (P,)
-    C, S, P = draws.shape
-    ds = xr.Dataset(
-        {"x": (("chain", "draw", "entry"), draws)},
-        coords={"chain": np.arange(C), "draw": np.arange(S), "entry": np.arange(P)},
+    ref = _summary(
+        _entries(*jax.tree.leaves(draws[0]))[0],  # (C, S, P)
+        hdi_prob,
+        chains=isinstance(est.reference.source, Posterior),
     )
-    hdi = np.asarray(az.hdi(ds, hdi_prob=hdi_prob)["x"].transpose("entry", "hdi").values)
-    if S >= 4:
-        r_hat = np.asarray(az.rhat(ds)["x"].values)
-        ess_bulk = np.asarray(az.ess(ds, method="bulk")["x"].values)
-        ess_tail = np.asarray(az.ess(ds, method="tail")["x"].values)
-    else:  # too few draws for split R-hat and ESS
-        r_hat = ess_bulk = ess_tail = np.full(P, np.nan)
-    mean = draws.mean(axis=(0, 1))
-    sd = draws.reshape(C * S, P).std(axis=0, ddof=1) if C * S > 1 else np.zeros(P)
+    hdi = np.stack([ref["hdi_low"], ref["hdi_high"]], axis=1)
     scale = np.maximum(np.abs(hdi).max(axis=1), np.abs(em_values))
     tol = 1e-9 * np.where(scale > 0, scale, 1.0)
     inside = (em_values >= hdi[:, 0] - tol) & (em_values <= hdi[:, 1] + tol)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(sd > 0, (em_values - mean) / sd, np.nan)
     parameter, component, index, name = (list(col) for col in zip(*meta, strict=True))
-    names = post.feature_names or getattr(em, "feature_names", None)
+    names = next(
+        (
+            e.source.feature_names
+            for e in est.intervals
+            if getattr(e.source, "feature_names", None) is not None
+        ),
+        getattr(est.point_source, "feature_names", None),
+    )
     feature = [
         idx if names is None else ",".join(names[int(i)] for i in idx.split(",") if i)
         for idx in index
@@ -266,23 +298,34 @@ def em_vs_posterior(em, post: Posterior, *, hdi_prob: float = 0.94, relabel: boo
             "index": index,
             "name": name,
             "em": em_values,
-            "post_mean": mean,
-            "post_sd": sd,
-            "hdi_low": hdi[:, 0],
-            "hdi_high": hdi[:, 1],
+            "post_mean": ref["mean"],
+            "post_sd": ref["sd"],
+            "hdi_low": ref["hdi_low"],
+            "hdi_high": ref["hdi_high"],
             "inside": inside,
-            "z": z,
-            "r_hat": r_hat,
-            "ess_bulk": ess_bulk,
-            "ess_tail": ess_tail,
+            "z": _ratio(em_values - ref["mean"], ref["sd"]),
+            "r_hat": ref["r_hat"],
+            "ess_bulk": ref["ess_bulk"],
+            "ess_tail": ref["ess_tail"],
             "feature": feature,
         },
         columns=list(COLUMNS),
     )
-    if vb is not None:
-        for column, values in _vb_columns(vb, post, hdi_prob, sd).items():
-            table[column] = values
-    table.attrs.update(hdi_prob=float(hdi_prob), **info)
+    width = ref["hdi_high"] - ref["hdi_low"]
+    for e, d in zip(est.intervals[1:], draws[1:], strict=True):
+        chains = isinstance(e.source, Posterior)
+        other = _summary(_entries(*jax.tree.leaves(d))[0], hdi_prob, chains)
+        other["sd_ratio"] = _ratio(other["sd"], ref["sd"])
+        other["width_ratio"] = _ratio(other["hdi_high"] - other["hdi_low"], width)
+        for key in ("mean", "sd", "hdi_low", "hdi_high", "sd_ratio", "width_ratio"):
+            table[f"{e.prefix}_{key}"] = other[key]
+        for key in ("r_hat", "ess_bulk", "ess_tail") if chains else ():
+            table[f"{e.prefix}_{key}"] = other[key]
+    table.attrs.update(
+        hdi_prob=float(hdi_prob),
+        estimates=tuple((e.label, e.prefix) for e in est.intervals),
+        **info,
+    )
     from bayesgmm.diagnostics._tables import EMvsPosteriorTable  # pandas, on first use
 
     out = EMvsPosteriorTable(table)
@@ -355,224 +398,3 @@ def _hdi_1d(values: np.ndarray, hdi_prob: float) -> tuple[float, float]:
 
     low, high = np.asarray(az.hdi(np.asarray(values, dtype=np.float64), hdi_prob=hdi_prob))
     return float(low), float(high)
-
-
-# ------------------------------------------------------------------- report ---
-def _verdict(ok: bool) -> str:
-    return "OK     " if ok else "WARNING"
-
-
-def _indices_text(idx: np.ndarray, first: int = 10) -> str:
-    shown = ", ".join(str(int(i)) for i in idx[:first])
-    return shown + (", ..." if len(idx) > first else "")
-
-
-@x64
-def report(
-    em,
-    post: Posterior,
-    *,
-    hdi_prob: float = 0.94,
-    r_hat_max: float = 1.01,
-    ess_min: float | None = None,
-    bfmi_min: float = 0.3,
-    membership_threshold: float = 0.8,
-    max_listed: int = 10,
-) -> str:
-    """The text to read first: can the sampler be trusted, and where do EM and it disagree.
-
-    Three blocks of lines. A check's line opens with ``OK`` or ``WARNING``, and
-    its remark in parentheses follows that outcome (what a pass means, or what
-    to try after a failure); ``NOTE`` lines report without judging, and ``-``
-    lines say what could not be assessed. Only ``WARNING`` lines count as failed
-    checks in the closing verdict.
-
-    - **Sampler**: the largest R-hat and smallest bulk/tail ESS over all
-      compared entries (after matching labels), the label-invariant R-hat of the
-      log-likelihood, divergences, BFMI per chain (``arviz.bfmi`` on
-      ``sample_stats["energy"]``, when recorded) and label switching (the
-      fraction of draws relabelled, and how).
-    - **EM against the posterior**: the EM entries outside the ``hdi_prob``
-      HDI (largest ``|z|`` first), the EM log-likelihood against the posterior
-      log-likelihood, agreement of hard labels and memberships.
-    - **Membership**: points whose largest posterior mean membership
-      probability is below ``membership_threshold``, their count and first
-      indices.
-
-    Parameters
-    ----------
-    em : EMResult or GMMParams
-    post : Posterior
-    hdi_prob : float
-    r_hat_max : float
-        Largest acceptable R-hat (Vehtari et al. 2021 recommend 1.01).
-    ess_min : float, optional
-        Smallest acceptable bulk and tail ESS; default ``100 * num_chains``
-        (Vehtari et al. 2021: 400 for four chains).
-    bfmi_min : float
-        Smallest acceptable energy BFMI per chain.
-    membership_threshold : float
-        A point is uncertain when its largest membership probability is below it.
-    max_listed : int
-        Most entries and indices listed per line.
-
-    Returns
-    -------
-    str
-    """
-
-    em_p = point_params(em)
-    post = check_posterior(post, em_p)
-    em_p, relabelled, info = match_labels(em_p, post, True)  # once; both are then labelled alike
-    table = em_vs_posterior(em_p, relabelled, hdi_prob=hdi_prob, relabel=False)
-    model = em_vs_posterior_summary(em_p, relabelled, hdi_prob=hdi_prob, relabel=False)
-    C, S = post.num_chains, post.num_draws
-    ess_min = 100.0 * C if ess_min is None else float(ess_min)
-    N = int(np.asarray(post.X).shape[0])
-    pct = f"{hdi_prob:.0%}"
-    flags = []
-
-    lines = [
-        f"EM against the posterior: K={post.n_components}, D={post.n_features}, N={N}, "
-        f"{C} chain(s) x {S} draws, covariance_type={post.covariance_type!r}",
-        "",
-        "Sampler",
-    ]
-    core = table[table.parameter.isin(["weight", "mean", "covariance"])]
-    r_hat = float(np.nanmax(core.r_hat)) if core.r_hat.notna().any() else math.nan
-    ok = bool(np.isfinite(r_hat) and r_hat <= r_hat_max)
-    flags.append(ok)
-    if np.isfinite(r_hat):
-        worst = core.name.iloc[int(np.nanargmax(core.r_hat))]
-        lines.append(
-            f"  {_verdict(ok)}  max R-hat {r_hat:.3f} ({worst}; threshold {r_hat_max:g}"
-            + (")" if ok else "; the chains disagree: run longer, or try fewer components)")
-        )
-    else:
-        lines.append(
-            f"  {_verdict(ok)}  max R-hat not available (needs at least 2 chains of 4 draws)"
-        )
-    ess_b = float(np.nanmin(core.ess_bulk)) if core.ess_bulk.notna().any() else math.nan
-    ess_t = float(np.nanmin(core.ess_tail)) if core.ess_tail.notna().any() else math.nan
-    ok = bool(np.isfinite(ess_b) and np.isfinite(ess_t) and min(ess_b, ess_t) >= ess_min)
-    flags.append(ok)
-    if np.isfinite(ess_b) and np.isfinite(ess_t):
-        lines.append(
-            f"  {_verdict(ok)}  min ESS bulk {ess_b:.0f}, tail {ess_t:.0f} (threshold {ess_min:g}"
-            + (")" if ok else "; too few effective draws for stable intervals: draw more)")
-        )
-    else:
-        lines.append(f"  {_verdict(ok)}  min ESS not available (needs at least 4 draws per chain)")
-    if S >= 4:
-        inv = invariant_diagnostics(
-            post.params, post.X, sample_weight=post.sample_weight, reference=em_p
-        )
-        ll_rhat = float(inv.loc["log_likelihood", "r_hat"])
-        ok = bool(np.isfinite(ll_rhat) and ll_rhat <= r_hat_max)
-        flags.append(ok)
-        lines.append(
-            f"  {_verdict(ok)}  label-invariant log-likelihood R-hat {ll_rhat:.3f} "
-            + (
-                "(chains explore the same mixture)"
-                if ok
-                else f"(threshold {r_hat_max:g}; chains explore different mixtures or have not "
-                "converged: run longer, or try fewer components)"
-            )
-        )
-    n_div = post.num_divergences
-    ok = n_div == 0
-    flags.append(ok)
-    lines.append(
-        f"  {_verdict(ok)}  {n_div} divergent transition(s) of {C * S}"
-        + ("" if ok else " (raise target_accept_prob, or reparameterise)")
-    )
-    energy = post.sample_stats.get("energy")
-    if energy is not None and np.asarray(energy).shape == (C, S) and S > 2:
-        import arviz as az
-
-        bfmi = np.atleast_1d(np.asarray(az.bfmi(np.asarray(energy, dtype=np.float64))))
-        ok = bool((bfmi >= bfmi_min).all())
-        flags.append(ok)
-        lines.append(
-            f"  {_verdict(ok)}  energy BFMI per chain {', '.join(f'{b:.2f}' for b in bfmi)} "
-            f"(threshold {bfmi_min:g}"
-            + (")" if ok else "; the sampler explores the energy poorly: reparameterise)")
-        )
-    else:
-        lines.append("  -        energy BFMI not available (no sample_stats['energy'])")
-    frac, how = info["fraction_permuted"], info["relabel_method"]
-    if post.n_components == 1:
-        lines.append("  OK       label switching: impossible with one component")
-    elif frac is None:
-        lines.append("  -        label switching: not assessed (posterior not relabelled)")
-    else:
-        lines.append(
-            f"  OK       label switching: {frac:.1%} of draws had their labels permuted; "
-            f"handled by relabelling ({how}); {info['matching']}"
-        )
-
-    lines += ["", f"EM against the posterior ({pct} HDI)"]
-    outside = core[~core.inside.to_numpy(dtype=bool)]
-    outside = outside.reindex(outside.z.abs().sort_values(ascending=False).index)
-    ok = outside.empty
-    flags.append(ok)
-    if ok:
-        lines.append(f"  OK       all {len(core)} EM values lie inside the {pct} HDI")
-    else:
-        lines.append(
-            f"  WARNING  {len(outside)} of {len(core)} EM values lie outside the {pct} HDI "
-            "(largest |z| first):"
-        )
-        for row in outside.head(max_listed).itertuples():
-            lines.append(
-                f"{'':13}{row.name:<18} EM {row.em:>10.4g}   posterior {row.post_mean:>10.4g} "
-                f"[{row.hdi_low:.4g}, {row.hdi_high:.4g}]   z = {row.z:+.2f}"
-            )
-        if len(outside) > max_listed:
-            lines.append(f"             ... and {len(outside) - max_listed} more")
-    q = model["log_likelihood_quantile"]
-    low, high = model["post_log_likelihood_hdi"]
-    ok = q >= 0.05
-    flags.append(ok)
-    lines.append(
-        f"  {_verdict(ok)}  EM log-likelihood {model['em_log_likelihood']:.2f} sits at quantile "
-        f"{q:.2f} of the posterior log-likelihood (mean "
-        f"{model['post_log_likelihood_mean']:.2f}, {pct} HDI [{low:.2f}, {high:.2f}])"
-        + ("" if ok else ": EM may be in a worse local optimum; try more restarts")
-    )
-    ari = model["adjusted_rand_index"]
-    ok = ari >= 0.9
-    flags.append(ok)
-    lines.append(
-        f"  {_verdict(ok)}  hard labels: adjusted Rand index {ari:.3f}, "
-        f"{model['label_agreement']:.1%} of points agree; membership probabilities differ by "
-        f"{model['membership_mad']:.3f} on average (at most {model['membership_max_diff']:.3f})"
-        + ("" if ok else ": EM clusters the points differently from the posterior (ARI < 0.9)")
-    )
-
-    lines += ["", "Membership"]
-    resp = posterior_membership(relabelled.params, post.X)
-    top = resp.max(axis=1)
-    uncertain = np.flatnonzero(top < membership_threshold)
-    uncertain = uncertain[np.argsort(top[uncertain], kind="stable")]
-    if uncertain.size == 0:
-        lines.append(
-            f"  OK       every point has a posterior membership probability >= "
-            f"{membership_threshold:g}"
-        )
-    else:
-        lines.append(
-            f"  NOTE     {uncertain.size} of {N} points ({uncertain.size / N:.1%}) have max "
-            f"posterior membership < {membership_threshold:g}; most uncertain first: "
-            f"{_indices_text(uncertain, max_listed)}"
-        )
-    lines += [
-        "",
-        "Verdict: "
-        + (
-            "OK: the sampler looks trustworthy and EM agrees with the posterior."
-            if all(flags)
-            else f"WARNING: {sum(not f for f in flags)} check(s) failed; read the lines above."
-        ),
-    ]
-    return "\n".join(lines)

@@ -28,7 +28,9 @@ observed data in predictive checks), grey the posterior as a whole.
   over the data (mclust's density plot).
 - :func:`plot_ellipses`: EM ellipses, bold, over faint ellipses of posterior draws.
 - :func:`plot_parameters`: posterior HDIs with EM values marked, one panel per
-  group of entries on one scale (or one standardised axis).
+  group of entries on one scale (or one standardised axis); it takes any number
+  of posteriors and VB fits beside the point estimate
+  (``plot_parameters(em, post_nuts, post_gibbs, vb)``), one interval each per entry.
 - :func:`plot_assignments`: classification and uncertainty: points coloured by
   modal cluster, uncertain memberships standing out.
 - :func:`plot_trace`: trace of the relabelled posterior, one row per parameter
