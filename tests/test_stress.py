@@ -37,8 +37,7 @@ from bayesgmm.em._fit import check_em_settings
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_em_program_hands_lapack_one_matrix_at_a_time():
-    K, D, n_init = 2, 6, 3
+def _lowered_em_program(D, K=2, n_init=3):
     X = np.random.default_rng(0).normal(size=(40, D))
     with jax.enable_x64(True):
         s = check_em_settings(X, K, prior=bg.Prior.default(X, K), n_init=n_init)
@@ -55,11 +54,27 @@ def test_em_program_hands_lapack_one_matrix_at_a_time():
             tol=np.asarray(s["tol"]),
             max_iter=s["max_iter"],
         )
-    text = lowered.as_text()
+    return lowered.as_text()
+
+
+def test_em_program_hands_lapack_one_matrix_at_a_time():
+    from bayesgmm._core._linalg import SMALL_D
+
+    text = _lowered_em_program(SMALL_D + 1)
     calls = re.findall(r"@(lapack_\w+)\(.*?num_batch_dims = \"(\d+)\"", text)
     assert {name for name, _ in calls} >= {"lapack_dpotrf_ffi", "lapack_dtrsm_ffi"}
     batched = sorted({name for name, dims in calls if dims != "0"})
     assert not batched, f"LAPACK kernels given a batch of matrices: {batched}"
+
+
+def test_em_program_on_few_features_calls_no_lapack():
+    """Up to SMALL_D features the factorisations are batched elementwise code."""
+    from bayesgmm._core._linalg import SMALL_D
+
+    for D in (1, SMALL_D):
+        text = _lowered_em_program(D)
+        assert "lapack" not in text
+        assert "stablehlo.cholesky" not in text and "triangular_solve" not in text
 
 
 def test_single_threaded_blas_limits_and_restores():

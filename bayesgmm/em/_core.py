@@ -380,6 +380,25 @@ def fit_restarts(
     return jax.lax.map(one, keys)
 
 
-fit_restarts_jit = jax.jit(
-    fit_restarts, static_argnames=("n_components", "method", "structure", "max_iter")
+_STATIC = ("n_components", "method", "structure", "max_iter")
+fit_restarts_jit = jax.jit(fit_restarts, static_argnames=_STATIC)
+#: Data with at most this many features compile without XLA's YNNPACK fusions.
+NARROW_FEATURES = 3
+# XLA's CPU compiler hands the E-step's "GEMM + Mahalanobis + log density" to
+# YNNPACK as one fused kernel. With an inner dimension of 1-3 features that
+# kernel is far slower than XLA's own loops: 2,000 rows, D = 2 (K padded to 8)
+# took 211 us of CPU per EM iteration with it and 141 us without (one core,
+# benchmarks/em_peers.py's first case), while at D = 10 it is the faster
+# (27 ms against 39 ms at N = 1e5). The flag is per program, not per process.
+_fit_restarts_narrow_jit = jax.jit(
+    fit_restarts,
+    static_argnames=_STATIC,
+    compiler_options={"xla_cpu_experimental_ynn_fusion_type": ""},
 )
+
+
+def fit_program(n_features: int):
+    """The compiled EM program for data of ``n_features`` columns (see above)."""
+    if n_features <= NARROW_FEATURES and jax.default_backend() == "cpu":
+        return _fit_restarts_narrow_jit
+    return fit_restarts_jit

@@ -420,8 +420,9 @@ def fit_validated(
         del data  # the caller's array, or check_fit_inputs' conversion of it
         w_fit, w_scale = _weights_for_fit(w, prior)
         ws = np.concatenate([w_fit, np.zeros(pad, dt)]).reshape(n_blocks, B)
-        programs = _em_core.fit_restarts_jit._cache_size()
-        out = _em_core.fit_restarts_jit(
+        program = _em_core.fit_program(D)
+        programs = program._cache_size()
+        out = program(
             jax.random.split(key, n_init),
             Xs,
             jax.device_put(ws),
@@ -437,7 +438,7 @@ def fit_validated(
             n_active=np.asarray(K, np.int32) if padded else None,
             which=np.asarray(_cov.COVARIANCE_TYPES.index(structure), np.int32) if family else None,
         )
-        if _em_core.fit_restarts_jit._cache_size() != programs:  # this fit compiled one
+        if program._cache_size() != programs:  # this fit compiled one
             _memory_maps.release_if_near_limit()
         out = jax.tree.map(np.asarray, out)  # one transfer, then NumPy slicing
         out = out._replace(params=out.params._take_components(K))
