@@ -197,8 +197,8 @@ class Prior:
         (the sampler then draws ``Sigma_k | mu_k`` and ``mu_k | Sigma_k`` in
         turn). The papers' own choice is ``scale_prior="mw2016"``,
         ``mean_covariance="range"``, ``dof=D + 4`` and the column medians as
-        ``m0``. Both need ``covariance_type="full"`` (in one dimension all
-        structures are that one).
+        ``m0``. Both need ``covariance_type="full"`` (in one dimension
+        ``"diag"`` and ``"spherical"``, the same model, are accepted too).
 
         Parameters
         ----------

@@ -371,10 +371,11 @@ def sample_sparse_validated(
 ) -> Posterior:
     """:func:`bayesgmm.sample_posterior` with a SparsePrior on validated inputs."""
     one_dim = data.shape[1] == 1 and structure.name in ("diag", "spherical")
-    if sparse.scale_prior is not None and structure.name != "full" and not one_dim:
+    hierarchical = sparse.scale_prior is not None or sparse.mean_covariance is not None
+    if hierarchical and structure.name != "full" and not one_dim:
         raise ValueError(
-            "a SparsePrior with scale_prior (a Wishart hyperprior on the Inverse-Wishart "
-            f"scale) needs covariance_type='full'; got {structure.name!r}."
+            "a SparsePrior with scale_prior or mean_covariance (the telescope papers' "
+            f"hierarchical prior) needs covariance_type='full'; got {structure.name!r}."
         )
     draws, stats = sparse_draws(
         key,

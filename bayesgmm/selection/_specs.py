@@ -52,7 +52,9 @@ that the data hold that many clusters, from one run of
 (:func:`~bayesgmm.selection.compare_models`). That run uses the
 specification's covariance structure and its ``prior.mean_precision`` and
 ``prior.dof_extra``; ``prior.weight_concentration`` and ``prior.scale_factor``
-do not apply to it (``e0`` and ``clusters.scale_factor`` do).
+do not apply to it (``e0`` and ``clusters.scale_factor`` do). ``scale_prior`` and
+``mean_covariance`` (the hierarchical prior of the telescope papers, see
+:meth:`~bayesgmm.Prior.sparse`) need ``covariance_type = "full"``.
 
 A custom model is a function ``model(X, n_components, prior, covariance_type,
 sample_weight)`` that declares the shared sites: ``weights`` (K,), ``means``
@@ -265,8 +267,9 @@ class ModelSpec:
             tables[table] = dict(values)
         if tables["model"] and set(tables["model"]) != {"file", "function"}:
             fail("model", "needs both 'file' and 'function'")
-        if "scale_prior" in tables["clusters"] and ct != "full":
-            fail("clusters.scale_prior", f"needs covariance_type = 'full'; got {ct!r}")
+        for key in ("scale_prior", "mean_covariance"):
+            if key in tables["clusters"] and ct != "full":
+                fail(f"clusters.{key}", f"needs covariance_type = 'full'; got {ct!r}")
         if tables["em"].get("map") and tables["prior"].get("weight_concentration", 1.0) < 1:
             fail("prior.weight_concentration", "must be >= 1 when em.map = true")
         description = data.get("description", "")
