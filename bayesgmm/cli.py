@@ -523,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--out", help="folder for the results (created if missing)")
     cmp_.add_argument(
         "--criterion",
-        choices=["bic", "aic", "icl", "loo", "waic"],
+        choices=["bic", "aic", "icl", "loo", "waic", "kplus"],
         default="bic",
         help="ranking criterion" + _DEFAULT,
     )

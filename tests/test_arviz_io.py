@@ -98,7 +98,13 @@ def assert_posteriors_equal(a: Posterior, b: Posterior):
         assert b.permutations is None
     else:
         np.testing.assert_array_equal(a.permutations, b.permutations)
-    for name in ("covariance_type", "reference_kind", "relabel_method", "fraction_permuted"):
+    for name in (
+        "covariance_type",
+        "reference_kind",
+        "relabel_method",
+        "fraction_permuted",
+        "sampler",
+    ):
         assert getattr(a, name) == getattr(b, name), name
 
 
@@ -287,3 +293,52 @@ def test_errors(post):
         to_inference_data(post.replace(sample_stats={"lp": np.zeros(3)}))
     with pytest.raises(ValueError, match="sample_weight must have shape"):
         to_inference_data(post.replace(sample_weight=np.ones(3)))
+
+
+# ------------------------------------------------- number of clusters ---
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(e0=0.05),
+        dict(
+            e0=0.5,
+            e0_prior=(2.0, 4.0),
+            k_prior="poisson(2)",
+            scale_prior="mw2016",
+            mean_covariance="range",
+        ),
+    ],
+    ids=["sparse-fixed-K", "telescope-hierarchical"],
+)
+def test_sparse_posterior_round_trip_keeps_the_number_of_clusters(kw, tmp_path):
+    """A saved and reloaded sparse run still answers n_clusters() and k_posterior()."""
+    X = bg.datasets.make_four_gaussians_2d(60, seed=1)
+    sparse = bg.Prior.sparse(X, k_max=5, **kw)
+    post = bg.sample_posterior(
+        X, 5, prior=sparse, method="gibbs", num_chains=2, num_warmup=5, num_samples=6, seed=0
+    )
+    path = post.to_arviz().to_netcdf(str(tmp_path / "sparse.nc"))
+    back = from_inference_data(az.from_netcdf(path))
+    assert_posteriors_equal(post, back)
+    assert back.sampler == "gibbs"
+    np.testing.assert_array_equal(back.n_clusters(), post.n_clusters())
+    table, table_back = post.k_posterior(), back.k_posterior()
+    assert list(table_back.columns) == list(table.columns)
+    np.testing.assert_allclose(table_back.to_numpy(), table.to_numpy())
+    cp, cb = post.cluster_prior, back.cluster_prior
+    assert repr(cb) == repr(cp)
+    np.testing.assert_array_equal(cb.log_pk, cp.log_pk)  # -inf where p(K) = 0
+    assert (cb.e0, cb.e0_prior, cb.k_prior_name) == (cp.e0, cp.e0_prior, cp.k_prior_name)
+    if cp.scale_prior is None:
+        assert cb.scale_prior is None and cb.mean_covariance is None
+    else:
+        assert cb.scale_prior[0] == cp.scale_prior[0]
+        np.testing.assert_array_equal(cb.scale_prior[1], cp.scale_prior[1])
+        np.testing.assert_array_equal(cb.mean_covariance, cp.mean_covariance)
+        assert back.sample_stats["prior_scale"].shape == (2, 6, 2, 2)
+    assert back.cluster_prior.base is back.prior
+    # without the group the copy is an ordinary posterior
+    idata = post.to_arviz()
+    del idata["cluster_prior"]
+    plain = from_inference_data(idata)
+    assert plain.cluster_prior is None and plain.k_posterior().shape[1] == 1

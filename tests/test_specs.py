@@ -174,3 +174,69 @@ def test_compare_models_reports_mixing_and_warns_when_chains_disagree(faithful):
     with pytest.warns(UserWarning, match=r"stuck: the chains have not mixed \(label-invariant"):
         bad = _bayes_row("stuck", stuck, ComparisonResult(table=None, criterion="loo"))
     assert bad["rhat_max"] > 1.1 > row["rhat_max"]
+
+
+def test_compare_models_reports_the_number_of_clusters(tmp_path):
+    """A [clusters] table adds p(K+ = K | data), its mode and the mode's probability."""
+    from bayesgmm.selection import compare_models
+
+    X = bg.datasets.make_four_gaussians_2d(200, seed=0)
+    clusters = {"k_max": 8, "e0": 0.01, "num_chains": 2, "num_warmup": 200, "num_samples": 200}
+    with_k = ModelSpec.from_dict(
+        {
+            "name": "sparse",
+            "covariance_type": "full",
+            "n_components": [3, 4, 5],
+            "nuts": {"enabled": False},
+            "clusters": clusters,
+        }
+    )
+    plain = ModelSpec.from_dict(
+        {
+            "name": "plain",
+            "covariance_type": "full",
+            "n_components": [4],
+            "nuts": {"enabled": False},
+        }
+    )
+    res = compare_models(X, [with_k, plain], criterion="kplus", progress=False)
+    t = res.table.set_index("model")
+    table = res.clusters["sparse"].k_posterior()["p(K+|data)"]
+    assert t.loc["sparse-K4", "p_kplus"] > 0.8
+    assert (t.loc[["sparse-K3", "sparse-K4", "sparse-K5"], "kplus_mode"] == 4).all()
+    for k in (3, 4, 5):
+        assert t.loc[f"sparse-K{k}", "p_kplus"] == table[k]
+        assert t.loc[f"sparse-K{k}", "p_kplus_mode"] == table.max()
+    assert np.isnan(t.loc["plain-K4", "p_kplus"])
+    assert res.table["model"].iloc[0] == "sparse-K4"  # ranked by p(K+ = K | data)
+    assert "p_kplus" in res.summary().columns
+    assert ModelSpec.from_dict(with_k.to_dict()) == with_k
+    with pytest.raises(ValueError, match=r"'kplus' needs the \[clusters\] Gibbs runs"):
+        compare_models(X, [with_k], criterion="kplus", nuts=False)
+    assert "p_kplus" not in compare_models(X, [with_k], nuts=False, progress=False).table
+
+
+@pytest.mark.parametrize(
+    "clusters,match",
+    [
+        ({"k_prior": "zipf(2)"}, "clusters.k_prior"),
+        ({"e0": 0}, "clusters.e0"),
+        ({"e0_prior": [1.0]}, "clusters.e0_prior"),
+        ({"scale_prior": "wishart"}, "clusters.scale_prior"),
+        ({"kmax": 5}, "clusters.kmax: unknown key"),
+    ],
+)
+def test_bad_clusters_tables_are_refused(clusters, match):
+    with pytest.raises(SpecError, match=match):
+        ModelSpec.from_dict(
+            {"name": "s", "covariance_type": "full", "n_components": 2, "clusters": clusters}
+        )
+    with pytest.raises(SpecError, match="needs covariance_type = 'full'"):
+        ModelSpec.from_dict(
+            {
+                "name": "s",
+                "covariance_type": "diag",
+                "n_components": 2,
+                "clusters": {"scale_prior": "mw2016"},
+            }
+        )

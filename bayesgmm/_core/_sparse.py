@@ -8,7 +8,12 @@ A :class:`SparsePrior` adds to a component :class:`~bayesgmm.Prior` built for
 - optionally a prior ``p(K)`` on the number of components ``K = 1..k_max``
   (a mixture of finite mixtures, sampled by the telescoping sampler of
   Frühwirth-Schnatter, Malsiner-Walli & Grün 2021). Without it ``K = k_max``:
-  the sparse finite mixture of Malsiner-Walli, Frühwirth-Schnatter & Grün (2016).
+  the sparse finite mixture of Malsiner-Walli, Frühwirth-Schnatter & Grün (2016);
+- optionally the hierarchical component prior of those papers: a Wishart
+  hyperprior on the Inverse-Wishart scale ``Psi`` (their ``C0 = Psi / 2``),
+  and component means independent of the covariances, ``mu_k ~ N(m0, B0)``,
+  instead of the conjugate ``mu_k | Sigma_k ~ N(m0, Sigma_k / kappa)``
+  (:func:`component_hyperpriors`).
 
 ``K+``, the number of *non-empty* components (data clusters), has a prior
 implied by these and the number of rows ``N``; :func:`prior_n_clusters`
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SparsePrior", "k_prior_log_pmf", "prior_n_clusters"]
+__all__ = ["SparsePrior", "component_hyperpriors", "k_prior_log_pmf", "prior_n_clusters"]
 
 _NUMBER = r"\s*([0-9.eE+-]+)\s*"
 _SPECS = {
@@ -129,6 +134,19 @@ class SparsePrior:
     log_pk : ndarray of shape (k_max,)
         ``log p(K)`` for ``K = 1..k_max``; a point mass at ``k_max`` without a prior on K.
     k_prior_name : str
+    scale_prior : (float, ndarray of shape (D, D)) or None
+        ``(a, G)``: the Inverse-Wishart scale ``Psi`` of every component is
+        itself random, ``Psi ~ Wishart(a, G^{-1})`` (density
+        ``∝ |Psi|^{(a - D - 1)/2} exp(-tr(G Psi) / 2)``, mean ``a G^{-1}``),
+        and ``base.scale`` is where the sampler starts (its prior mean). In the
+        notation of Frühwirth-Schnatter, Malsiner-Walli & Grün,
+        ``Sigma_k^{-1} ~ W(c0, C0)`` with ``C0 ~ W(g0, G0)`` is ``nu = 2 c0``,
+        ``Psi = 2 C0``, ``a = 2 g0``, ``G = G0`` (in one dimension
+        ``C0 ~ Gamma(g0, rate G0)``). None: ``Psi = base.scale`` fixed.
+    mean_covariance : ndarray of shape (D, D) or None
+        ``B0``: the component means are a priori ``N(base.mean, B0)``,
+        independent of the covariances (``base.mean_precision`` unused). None:
+        the conjugate ``mu_k | Sigma_k ~ N(base.mean, Sigma_k / base.mean_precision)``.
     """
 
     base: object
@@ -136,6 +154,8 @@ class SparsePrior:
     e0_prior: tuple[float, float] | None
     log_pk: np.ndarray
     k_prior_name: str
+    scale_prior: tuple[float, np.ndarray] | None = None
+    mean_covariance: np.ndarray | None = None
 
     @property
     def k_max(self) -> int:
@@ -154,12 +174,104 @@ class SparsePrior:
         """``p(K+ = k)``, ``k = 1..k_max``, in ``n_samples`` rows (:func:`prior_n_clusters`)."""
         return prior_n_clusters(n_samples, self.log_pk, self.e0, self.e0_prior)
 
+    @property
+    def hierarchical_scale(self) -> bool:
+        """True when the Inverse-Wishart scale has a hyperprior (``scale_prior``)."""
+        return self.scale_prior is not None
+
     def __repr__(self) -> str:
         e0 = f"e0={self.e0:g}" if self.e0_prior is None else f"e0~Gamma{self.e0_prior}"
+        extra = ""
+        if self.scale_prior is not None:
+            extra += f", scale~Wishart(dof={self.scale_prior[0]:g})"
+        if self.mean_covariance is not None:
+            extra += ", means independent"
         return (
-            f"SparsePrior(k_max={self.k_max}, {e0}, k_prior={self.k_prior_name!r}, "
+            f"SparsePrior(k_max={self.k_max}, {e0}, k_prior={self.k_prior_name!r}{extra}, "
             f"D={self.base.n_features})"
         )
+
+
+def _spd(value, D: int, name: str) -> np.ndarray:
+    """A (D, D) symmetric positive definite matrix from a matrix, or a positive scalar times I."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = float(arr) * np.eye(D)
+    if (
+        arr.shape != (D, D)
+        or not np.isfinite(arr).all()
+        or not np.allclose(arr, arr.T)
+        or np.linalg.eigvalsh(0.5 * (arr + arr.T)).min() <= 0
+    ):
+        raise ValueError(
+            f"{name} must be a positive number or a symmetric positive definite "
+            f"({D}, {D}) matrix; got {value!r}."
+        )
+    return 0.5 * (arr + arr.T)
+
+
+def component_hyperpriors(scale_prior, mean_covariance, *, ranges, dof: float):
+    """Resolve the hierarchical options of :meth:`bayesgmm.Prior.sparse`.
+
+    Parameters
+    ----------
+    scale_prior : None, "mw2016" or (dof, mean)
+        None: the Inverse-Wishart scale is fixed. ``(a, M)``: ``Psi ~ Wishart``
+        with ``a`` degrees of freedom (``a > D - 1``) and mean ``M`` (a matrix,
+        or a number times the identity). ``"mw2016"``: Malsiner-Walli,
+        Frühwirth-Schnatter & Grün (2016) and the telescope package,
+        ``g0 = 0.5 + (D - 1) / 2`` and ``G0 = 100 g0 / c0 diag(1 / R_j^2)``,
+        that is ``a = D`` and ``M = nu / 100 diag(R_j^2)``.
+    mean_covariance : None, "range" or (D, D) matrix
+        ``B0`` of independent means ``mu_k ~ N(m0, B0)``; ``"range"`` is the
+        papers' ``diag(R_j^2)``.
+    ranges : ndarray of shape (D,)
+        The data's range per column, ``R_j``.
+    dof : float
+        The components' Inverse-Wishart degrees of freedom ``nu``.
+
+    Returns
+    -------
+    (scale_prior, start, mean_covariance)
+        ``scale_prior`` as :attr:`SparsePrior.scale_prior` (``(a, G)``, ``G =
+        a M^{-1}``) or None; ``start`` the prior mean ``M`` of the scale (None
+        without a hyperprior); ``mean_covariance`` (D, D) or None.
+    """
+    D = ranges.shape[0]
+    range_sq = np.diag(np.asarray(ranges, dtype=np.float64) ** 2)
+    out_scale, start = None, None
+    if isinstance(scale_prior, str):
+        if scale_prior.lower() != "mw2016":
+            raise ValueError(
+                f"scale_prior must be None, 'mw2016' or (dof, mean); got {scale_prior!r}."
+            )
+        a, start = float(D), dof / 100.0 * range_sq
+    elif scale_prior is not None:
+        try:
+            a, mean = scale_prior
+            a = float(a)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"scale_prior must be None, 'mw2016' or (dof, mean); got {scale_prior!r}."
+            ) from None
+        if not np.isfinite(a) or a <= D - 1:
+            raise ValueError(
+                f"the Wishart degrees of freedom of scale_prior must exceed D - 1 = {D - 1}; "
+                f"got {a!r}."
+            )
+        start = _spd(mean, D, "the mean of scale_prior")
+    if start is not None:
+        out_scale = (a, a * np.linalg.inv(start))
+    if isinstance(mean_covariance, str):
+        if mean_covariance.lower() != "range":
+            raise ValueError(
+                f"mean_covariance must be None, 'range' or a (D, D) matrix; "
+                f"got {mean_covariance!r}."
+            )
+        mean_covariance = range_sq
+    elif mean_covariance is not None:
+        mean_covariance = _spd(mean_covariance, D, "mean_covariance")
+    return out_scale, start, mean_covariance
 
 
 def _log_stirling(n_samples: int, k_max: int, gammas: np.ndarray) -> np.ndarray:

@@ -164,6 +164,8 @@ class Prior:
         mean_precision: float = 0.01,
         dof: float | None = None,
         dtype=None,
+        scale_prior=None,
+        mean_covariance=None,
     ):
         """The prior of an overfitted mixture whose number of clusters is inferred.
 
@@ -185,6 +187,18 @@ class Prior:
         again; Malsiner-Walli et al. (2016) choose their hierarchical prior
         for the same reason (``E[Sigma_k]`` of the order of the data's
         variance). Empty components are drawn from this prior.
+
+        ``scale_prior`` and ``mean_covariance`` give the hierarchical prior of
+        those papers and of the R package telescope: the scale ``Psi`` learned
+        from the data (``Psi ~ Wishart``, the papers' ``C0 = Psi / 2``; the
+        sampler draws it given the non-empty components' covariances, then
+        draws the empty components from the prior at the new ``Psi``), and
+        component means independent of the covariances, ``mu_k ~ N(m0, B0)``
+        (the sampler then draws ``Sigma_k | mu_k`` and ``mu_k | Sigma_k`` in
+        turn). The papers' own choice is ``scale_prior="mw2016"``,
+        ``mean_covariance="range"``, ``dof=D + 4`` and the column medians as
+        ``m0``. Both need ``covariance_type="full"`` (in one dimension
+        ``"diag"`` and ``"spherical"``, the same model, are accepted too).
 
         Parameters
         ----------
@@ -209,6 +223,22 @@ class Prior:
             Inverse-Wishart scale as a multiple of the data covariance.
         sample_weight, mean_precision, dof, dtype
             As for :meth:`Prior.default`.
+        scale_prior : None, "mw2016" or (dof, mean), optional
+            None (default): the Inverse-Wishart scale is fixed at
+            ``scale_factor * cov(X)``. ``(a, M)``: ``Psi ~ Wishart`` with ``a``
+            degrees of freedom (``a > D - 1``) and mean ``M`` (a (D, D) matrix,
+            or a number times the identity); in one dimension ``Psi ~
+            Gamma(a / 2, rate a / (2 M))``. The telescope vignette's galaxy prior
+            ``C0 ~ Gamma(0.2, rate 10 / R^2)`` is ``(0.4, 0.04 R^2)``.
+            ``"mw2016"``: Malsiner-Walli et al. (2016), ``a = D`` and
+            ``M = nu / 100 diag(R_j^2)`` (``R_j`` the data's range per column).
+            The sampler starts at ``M``; the draws of ``Psi`` are the
+            ``prior_scale`` sample statistic.
+        mean_covariance : None, "range" or (D, D) matrix, optional
+            None (default): the conjugate ``mu_k | Sigma_k ~ N(m0, Sigma_k /
+            mean_precision)``. A matrix ``B0`` (or a number times the
+            identity): ``mu_k ~ N(m0, B0)`` independent of ``Sigma_k``;
+            ``"range"`` is the papers' ``diag(R_j^2)``.
 
         Returns
         -------
@@ -221,7 +251,7 @@ class Prior:
         >>> bg.Prior.sparse(X, k_max=10, e0=0.01)
         SparsePrior(k_max=10, e0=0.01, k_prior='fixed K=10', D=2)
         """
-        from bayesgmm._core._sparse import SparsePrior, k_prior_log_pmf
+        from bayesgmm._core._sparse import SparsePrior, component_hyperpriors, k_prior_log_pmf
 
         e0 = float(e0)
         if not np.isfinite(e0) or e0 <= 0:
@@ -238,15 +268,27 @@ class Prior:
         )
         k_max = check_n_components(k_max, np.inf)
         dt = np.asarray(one.scale).dtype
+        scale = float(scale_factor) * np.asarray(one.scale)
+        if scale_prior is not None or mean_covariance is not None:
+            data = check_data(X, dtype=dt)
+            used = data[check_sample_weight(sample_weight, data.shape[0], dt) > 0]
+            scale_prior, start, mean_covariance = component_hyperpriors(
+                scale_prior,
+                mean_covariance,
+                ranges=used.max(axis=0) - used.min(axis=0),
+                dof=float(one.dof),
+            )
+            if start is not None:
+                scale = start
         base = cls(
             weight_concentration=np.full(k_max, e0, dtype=dt),
             mean=one.mean,
             mean_precision=one.mean_precision,
             dof=one.dof,
-            scale=float(scale_factor) * np.asarray(one.scale),
+            scale=np.asarray(scale, dtype=dt),
         )
         log_pk, name = k_prior_log_pmf(k_prior, base.n_components)
-        return SparsePrior(base, e0, e0_prior, log_pk, name)
+        return SparsePrior(base, e0, e0_prior, log_pk, name, scale_prior, mean_covariance)
 
     def __reduce__(self):
         # Pickle as NumPy arrays, rebuilt under x64 (float64 survives unpickling).

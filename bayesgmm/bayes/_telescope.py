@@ -21,13 +21,19 @@ for a prior on K, Frühwirth-Schnatter, Malsiner-Walli & Grün 2021):
 5. ``theta | partition``: every component from its conjugate posterior
    (:func:`bayesgmm._core._conjugate.posterior`, shared with VB and Gibbs);
    an empty component's posterior is its prior, so empty components are
-   drawn from the prior. ``weights ~ Dirichlet_K(e0 + N_1, ..., e0 + N_K)`` on
-   the active components, 0 on the others.
+   drawn from the prior. With means independent of the covariances
+   (``SparsePrior.mean_covariance``) ``Sigma_k | mu_k`` then ``mu_k | Sigma_k``
+   instead (:func:`bayesgmm.bayes._component_prior.draw_independent_means`).
+6. ``Psi | non-empty covariances`` and the empty components again from the
+   prior at the new ``Psi``, when the scale has a hyperprior
+   (``SparsePrior.scale_prior``, :func:`bayesgmm.bayes._component_prior.scale_step`).
+7. ``weights ~ Dirichlet_K(e0 + N_1, ..., e0 + N_K)`` on the active
+   components, 0 on the others.
 
 Everything stays in one compiled ``lax.scan`` over sweeps with chains
 vectorised; ``K`` is a per-chain integer and a mask, never a shape. With
 ``beta`` < 1 the likelihood is tempered in steps 1 and 5 (counts for steps
-3-5 untempered); ``beta = 0`` samples the prior exactly, which the tests use
+3, 4 and 6 untempered); ``beta = 0`` samples the prior exactly, which the tests use
 to check the sampler against :func:`bayesgmm._core._sparse.prior_n_clusters`.
 """
 
@@ -48,6 +54,7 @@ from bayesgmm._core._pytree import unchecked_replace
 from bayesgmm._core._threads import single_threaded_blas
 from bayesgmm._core._validation import column_stats
 from bayesgmm._core.params import GMMParams
+from bayesgmm.bayes._component_prior import draw_independent_means, scale_step
 from bayesgmm.bayes._gibbs import _assign
 from bayesgmm.bayes._posterior import Posterior
 from bayesgmm.em._standardize import Standardizer
@@ -99,11 +106,17 @@ def _hyper(key, counts, K, e0, log_pk, e0_ab, k_random: bool, e0_random: bool):
     return K, e0, acc
 
 
-def _sweep(key, state, X, w, n_used, prior, log_pk, e0_ab, beta, cfg):
-    """One sweep of every chain; ``state = (params, K, e0)`` with a leading chain axis."""
-    structure, per_chain_data, k_random, e0_random = cfg
-    params, K, e0 = state
+def _sweep(key, state, X, w, n_used, prior, log_pk, e0_ab, hyper, beta, cfg):
+    """One sweep of every chain; ``state = (params, K, e0, psi)`` with a leading chain axis.
+
+    ``psi`` (C, D, D) is each chain's Inverse-Wishart scale (constant without a
+    hyperprior); ``hyper = (a, G, B0^{-1})`` the scale's Wishart prior and the
+    independent means' prior precision (unused unless ``cfg`` says so).
+    """
+    structure, per_chain_data, k_random, e0_random, random_scale, independent = cfg
+    params, K, e0, psi = state
     key_z, key_h, key_w, key_theta = jax.random.split(key, 4)
+    key_psi = jax.random.fold_in(key, 4)  # a stream of its own; the others as without it
     chol = _linalg.cholesky(params.covariances)
     prec = _linalg.precision_cholesky(chol)
     logdet = _linalg.logdet_from_cholesky(chol)
@@ -127,19 +140,27 @@ def _sweep(key, state, X, w, n_used, prior, log_pk, e0_ab, beta, cfg):
     counts = jnp.take_along_axis(counts, order, axis=-1)
     sums = jnp.take_along_axis(sums, order[..., None], axis=-2)
     outer = jnp.take_along_axis(outer, order[..., None, None], axis=-3)
-    hyper = functools.partial(_hyper, k_random=k_random, e0_random=e0_random)
-    K, e0, acc = jax.vmap(hyper, in_axes=(0, 0, 0, 0, None, None))(
+    k_e0 = functools.partial(_hyper, k_random=k_random, e0_random=e0_random)
+    K, e0, acc = jax.vmap(k_e0, in_axes=(0, 0, 0, 0, None, None))(
         jax.random.split(key_h, C), counts, K, e0, log_pk, e0_ab
     )
     fam = _cov.get(structure).conjugate
-    post = _conjugate.posterior(prior, beta * counts, beta * sums, beta * outer, fam)
-    theta = _conjugate.sample(key_theta, post, fam)
+    prior = unchecked_replace(prior, scale=psi[:, None])  # one scale per chain
+    stats = (beta * counts, beta * sums, beta * outer)
+    b0_inv = hyper[2] if independent else None
+    if independent:
+        means = jnp.take_along_axis(params.means, order[..., None], axis=-2)
+        theta = draw_independent_means(key_theta, prior, b0_inv, means, *stats, fam)
+    else:
+        theta = _conjugate.sample(key_theta, _conjugate.posterior(prior, *stats, fam), fam)
+    if random_scale:
+        psi, theta = scale_step(key_psi, theta, counts, prior, hyper[:2], b0_inv, fam)
     active = jnp.arange(k_max) < K[:, None]
     log_g = jax.random.loggamma(key_w, e0[:, None] + counts, dtype=counts.dtype)
     log_g = jnp.where(active, log_g, -jnp.inf)
     weights = jnp.exp(log_g - jax.nn.logsumexp(log_g, axis=-1, keepdims=True))
     params = GMMParams._unchecked(weights, theta.means, theta.covariances)
-    return (params, K, e0), (counts, log_lik, acc)
+    return (params, K, e0, psi), (counts, log_lik, acc)
 
 
 def run_sparse(
@@ -153,6 +174,7 @@ def run_sparse(
     prior,
     log_pk,
     e0_ab,
+    hyper,
     beta,
     *,
     structure: str,
@@ -161,6 +183,8 @@ def run_sparse(
     per_chain_data: bool = False,
     k_random: bool = False,
     e0_random: bool = False,
+    random_scale: bool = False,
+    independent: bool = False,
 ):
     """Sparse / telescoping chains from ``params0`` (batch (C,)); draws with axes (C, S, ...).
 
@@ -181,11 +205,15 @@ def run_sparse(
         ``log p(K = 1..k_max)``.
     e0_ab : array of shape (2,)
         Shape and rate of the Gamma prior of ``e0`` (used with ``e0_random``).
+    hyper : (a, G, B0_inv)
+        Scalar ``a`` and (D, D) ``G`` of the scale's prior ``Psi ~ Wishart(a,
+        G^{-1})`` (used with ``random_scale``); (D, D) ``B0^{-1}`` of independent
+        means (used with ``independent``).
     beta : float
         Likelihood temperature (1 for the posterior, 0 for the prior).
     structure : str
     num_warmup, num_samples : int
-    per_chain_data, k_random, e0_random : bool
+    per_chain_data, k_random, e0_random, random_scale, independent : bool
 
     Returns
     -------
@@ -194,10 +222,11 @@ def run_sparse(
         (C, S, k_max) (the counts of the assignments the draw was made from,
         in the draw's labels), ``n_components`` K, ``e0``, ``e0_accept``
         (the fraction of accepted Metropolis-Hastings proposals) and
-        ``log_likelihood_start``, each (C, S).
+        ``log_likelihood_start``, each (C, S); with ``random_scale`` also
+        ``prior_scale`` (C, S, D, D), the draws of ``Psi``.
     """
-    cfg = (structure, per_chain_data, k_random, e0_random)
-    args = (X, w, n_used, prior, log_pk, e0_ab, beta, cfg)
+    cfg = (structure, per_chain_data, k_random, e0_random, random_scale, independent)
+    args = (X, w, n_used, prior, log_pk, e0_ab, hyper, beta, cfg)
 
     def warm(carry, _):
         key, state = carry
@@ -210,10 +239,12 @@ def run_sparse(
         state, (counts, log_lik, acc) = _sweep(sub, state, *args)
         return (key, state), (state, counts, log_lik, acc)
 
-    state0 = (params0, K0, e00)
+    C = K0.shape[0]
+    psi0 = jnp.broadcast_to(prior.scale, (C, *prior.scale.shape))
+    state0 = (params0, K0, e00, psi0)
     carry, _ = jax.lax.scan(warm, (key, state0), None, length=num_warmup)
     _, (states, counts, log_lik, acc) = jax.lax.scan(kept, carry, None, length=num_samples)
-    params, K, e0 = states
+    params, K, e0, psi = states
     draws = jax.tree.map(lambda leaf: jnp.swapaxes(leaf, 0, 1), params)
     stats = {
         "cluster_sizes": jnp.swapaxes(counts, 0, 1),
@@ -223,6 +254,8 @@ def run_sparse(
         "e0_accept": acc.T,
         "log_likelihood_start": log_lik.T,
     }
+    if random_scale:
+        stats["prior_scale"] = jnp.swapaxes(psi, 0, 1)
     return draws, stats
 
 
@@ -235,6 +268,8 @@ run_sparse_jit = jax.jit(
         "per_chain_data",
         "k_random",
         "e0_random",
+        "random_scale",
+        "independent",
     ),
 )
 
@@ -281,12 +316,15 @@ def sparse_draws(
             std.prior_in(sparse.base),
             np.asarray(sparse.log_pk, dt),
             e0_ab,
+            _hyper_in(sparse, std, D, dt),
             np.asarray(beta, dt),
             structure=structure,
             num_warmup=num_warmup,
             num_samples=num_samples,
             k_random=sparse.has_k_prior,
             e0_random=sparse.e0_prior is not None,
+            random_scale=sparse.scale_prior is not None,
+            independent=sparse.mean_covariance is not None,
         )
     draws = std.params_out(jax.tree.map(np.asarray, draws))
     stats = {name: np.asarray(value) for name, value in stats.items()}
@@ -296,7 +334,19 @@ def sparse_draws(
     stats["log_likelihood_start"] = stats["log_likelihood_start"] - float(w.sum()) * D * np.log(
         std.scale
     )
+    if "prior_scale" in stats:
+        stats["prior_scale"] = stats["prior_scale"] * std.scale**2
     return GMMParams._unchecked(*(np.asarray(leaf) for leaf in jax.tree.leaves(draws))), stats
+
+
+def _hyper_in(sparse, std: Standardizer, D: int, dt):
+    """``(a, G, B0^{-1})`` in the standardised units (``x / s``): ``Psi / s^2`` has
+    rate ``G s^2``, ``B0 / s^2`` precision ``B0^{-1} s^2``; identities where unused."""
+    eye = np.eye(D, dtype=dt)
+    a, rate = (1.0, eye) if sparse.scale_prior is None else sparse.scale_prior
+    b0_inv = eye if sparse.mean_covariance is None else np.linalg.inv(sparse.mean_covariance)
+    s2 = std.scale**2
+    return (np.asarray(a, dt), np.asarray(rate * s2, dt), np.asarray(b0_inv * s2, dt))
 
 
 def flat_weights(prior):
@@ -320,6 +370,13 @@ def sample_sparse_validated(
     num_samples: int,
 ) -> Posterior:
     """:func:`bayesgmm.sample_posterior` with a SparsePrior on validated inputs."""
+    one_dim = data.shape[1] == 1 and structure.name in ("diag", "spherical")
+    hierarchical = sparse.scale_prior is not None or sparse.mean_covariance is not None
+    if hierarchical and structure.name != "full" and not one_dim:
+        raise ValueError(
+            "a SparsePrior with scale_prior or mean_covariance (the telescope papers' "
+            f"hierarchical prior) needs covariance_type='full'; got {structure.name!r}."
+        )
     draws, stats = sparse_draws(
         key,
         starts,

@@ -22,17 +22,24 @@ point_estimate           the EM/MAP estimate (``Posterior.reference``): ``weight
 prior_hyperparameters    the :class:`~bayesgmm.Prior`: ``weight_concentration``
                          (component), ``mean`` (feature), ``mean_precision``, ``dof``,
                          ``scale`` (feature, feature_bis)
+cluster_prior            the rest of a :class:`~bayesgmm.SparsePrior`
+                         (``Posterior.cluster_prior``, whose ``base`` is the prior above):
+                         ``log_pk`` (component), ``e0``, and where used ``e0_prior``
+                         (shape, rate), ``scale_prior_dof`` with ``scale_prior_rate`` and
+                         ``mean_covariance`` (feature, feature_bis); attrs ``k_prior_name``.
+                         Only for a posterior sampled under ``Prior.sparse``
 =======================  ===================================================================
 
 ``posterior.attrs`` carries the short description: ``covariance_type``,
 ``reference_kind`` (``"EM"``/``"MAP-EM"``), ``has_point_estimate``,
 ``relabel_method`` and ``fraction_permuted`` (when relabelled), ``prior`` (the
-prior's repr) and ``bayesgmm_version``. The prior's hyperparameters are
-variables of their own group rather than attributes (netCDF attributes cannot
-hold matrices), and that group is not ArviZ's ``prior`` group, which is reserved
-for draws from the prior with ``chain``/``draw`` dims. ``point_estimate`` and
-``prior_hyperparameters`` are non-standard groups: ArviZ keeps them (also
-through ``to_netcdf``/``from_netcdf``) without warnings.
+prior's repr), ``sampler`` (``"nuts"`` or ``"gibbs"``) and ``bayesgmm_version``.
+The prior's hyperparameters are variables of their own group rather than
+attributes (netCDF attributes cannot hold matrices), and that group is not
+ArviZ's ``prior`` group, which is reserved for draws from the prior with
+``chain``/``draw`` dims. ``point_estimate``, ``prior_hyperparameters`` and
+``cluster_prior`` are non-standard groups: ArviZ keeps them (also through
+``to_netcdf``/``from_netcdf``) without warnings.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ __all__ = ["from_inference_data", "to_inference_data"]
 
 POINT_ESTIMATE_GROUP = "point_estimate"
 PRIOR_GROUP = "prior_hyperparameters"
+CLUSTER_PRIOR_GROUP = "cluster_prior"
 PERMUTATION_STAT = "relabel_permutation"
 
 # NumPyro statistic -> ArviZ name (as arviz.from_numpyro renames them).
@@ -153,6 +161,7 @@ def _posterior_attrs(posterior: Posterior) -> dict:
         "covariance_type": str(posterior.covariance_type),
         "has_point_estimate": int(posterior.reference is not None),
         "prior": repr(posterior.prior),
+        "sampler": str(posterior.sampler),
         "bayesgmm_version": bayesgmm.__version__,
     }
     if posterior.reference_kind is not None:
@@ -282,7 +291,74 @@ def to_inference_data(
             {name: (dims, np.asarray(getattr(prior, name))) for name, dims in _PRIOR_DIMS.items()},
             coords={k: coords[k] for k in ("component", "feature", "feature_bis")},
         )
+    if posterior.cluster_prior is not None:
+        groups[CLUSTER_PRIOR_GROUP] = _cluster_prior_dataset(posterior.cluster_prior, coords)
     return az.InferenceData(**groups)
+
+
+def _cluster_prior_dataset(sparse, coords):
+    """The :class:`~bayesgmm.SparsePrior` fields other than ``base``, as one Dataset."""
+    import xarray as xr
+
+    matrix = ("feature", "feature_bis")
+    data_vars = {
+        "log_pk": (("component",), np.asarray(sparse.log_pk, dtype=np.float64)),
+        "e0": ((), float(sparse.e0)),
+    }
+    if sparse.e0_prior is not None:
+        data_vars["e0_prior"] = (("shape_rate",), np.asarray(sparse.e0_prior, dtype=np.float64))
+    if sparse.scale_prior is not None:
+        data_vars["scale_prior_dof"] = ((), float(sparse.scale_prior[0]))
+        data_vars["scale_prior_rate"] = (matrix, np.asarray(sparse.scale_prior[1]))
+    if sparse.mean_covariance is not None:
+        data_vars["mean_covariance"] = (matrix, np.asarray(sparse.mean_covariance))
+    return xr.Dataset(
+        data_vars,
+        coords={k: coords[k] for k in ("component", *matrix)},
+        attrs={"k_prior_name": str(sparse.k_prior_name)},
+    )
+
+
+def _cluster_prior_from(idata, prior):
+    """The SparsePrior of :func:`_cluster_prior_dataset` on ``prior`` (its ``base``), or None."""
+    from bayesgmm._core._sparse import SparsePrior
+
+    if CLUSTER_PRIOR_GROUP not in idata.groups():
+        return None
+    ds = idata[CLUSTER_PRIOR_GROUP]
+    missing = [name for name in ("log_pk", "e0") if name not in ds]
+    if missing:
+        raise ValueError(f"{CLUSTER_PRIOR_GROUP}: variable {missing[0]!r} is missing.")
+    if prior is None:
+        raise ValueError(
+            f"{CLUSTER_PRIOR_GROUP}: needs the {PRIOR_GROUP!r} group (the components' prior)."
+        )
+    log_pk = np.asarray(ds["log_pk"].values, dtype=np.float64)
+    e0 = float(ds["e0"].values)
+    if (
+        log_pk.shape != (prior.n_components,)
+        or np.isnan(log_pk).any()
+        or not np.isclose(np.exp(log_pk).sum(), 1.0)
+        or not (np.isfinite(e0) and e0 > 0)
+    ):
+        raise ValueError(
+            f"{CLUSTER_PRIOR_GROUP}: log_pk must be the log probabilities of K = 1.."
+            f"{prior.n_components} and e0 positive; got shape {log_pk.shape}, e0={e0!r}."
+        )
+    e0_prior = None
+    if "e0_prior" in ds:
+        e0_prior = tuple(float(v) for v in np.asarray(ds["e0_prior"].values))
+    scale_prior = None
+    if "scale_prior_dof" in ds:
+        scale_prior = (
+            float(ds["scale_prior_dof"].values),
+            np.asarray(ds["scale_prior_rate"].transpose("feature", "feature_bis").values),
+        )
+    mean_cov = None
+    if "mean_covariance" in ds:
+        mean_cov = np.asarray(ds["mean_covariance"].transpose("feature", "feature_bis").values)
+    name = str(ds.attrs.get("k_prior_name", "custom"))
+    return SparsePrior(prior, e0, e0_prior, log_pk, name, scale_prior, mean_cov)
 
 
 def _require(idata, group: str):
@@ -389,8 +465,10 @@ def from_inference_data(idata) -> Posterior:
     """Rebuild a :class:`~bayesgmm.Posterior` from :func:`to_inference_data` output.
 
     Reads the draws, the data, the sample weights, the point estimate, the
-    sampler statistics (with NumPyro's names restored), the relabelling and the
-    prior, so that ``from_inference_data(az.from_netcdf(path))`` gives back the
+    sampler statistics (with NumPyro's names restored), the relabelling, the
+    prior, the sampler and, for a sparse run, the prior of the number of
+    clusters (so that ``n_clusters()`` and ``k_posterior()`` work on the copy),
+    so that ``from_inference_data(az.from_netcdf(path))`` gives back the
     Posterior that was saved (the raw MCMC object excepted).
 
     Parameters
@@ -437,6 +515,9 @@ def from_inference_data(idata) -> Posterior:
     stats, permutations = _sample_stats_from(idata)
     fraction = attrs.get("fraction_permuted")
     _check_read(params, X, sample_weight, reference, prior, stats, permutations, attrs)
+    sampler = str(attrs.get("sampler", "nuts"))
+    if sampler not in ("nuts", "gibbs"):
+        raise ValueError(f"posterior.attrs.sampler: must be 'nuts' or 'gibbs'; got {sampler!r}.")
     return Posterior(
         params=params,
         X=X,
@@ -450,6 +531,8 @@ def from_inference_data(idata) -> Posterior:
         relabel_method=None if "relabel_method" not in attrs else str(attrs["relabel_method"]),
         fraction_permuted=None if fraction is None else float(fraction),
         feature_names=_names_from(post_ds, params.n_features),
+        sampler=sampler,
+        cluster_prior=_cluster_prior_from(idata, prior),
     )
 
 

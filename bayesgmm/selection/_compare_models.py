@@ -3,7 +3,10 @@
 EM side: BIC, AIC and ICL of every variant (lower is better). Bayesian side:
 PSIS-LOO and WAIC through ArviZ (higher ELPD is better) of NUTS runs started
 from MAP-EM under the same prior, with ``arviz.compare`` stacking weights and
-Pareto-k warnings. Variants come from :mod:`bayesgmm.selection`.
+Pareto-k warnings; and, for a specification with a ``[clusters]`` table, the
+posterior of the number of clusters ``p(K+ | data)`` from one sparse Gibbs run
+(:meth:`bayesgmm.Prior.sparse`), read off at every variant's K. Variants come
+from :mod:`bayesgmm.selection`.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ CRITERIA = {
     "icl": ("icl", True),
     "loo": ("elpd_loo", False),
     "waic": ("elpd_waic", False),
+    "kplus": ("p_kplus", False),
 }
+_BAYESIAN = ("elpd_loo", "elpd_waic", "p_kplus")
 
 
 @dataclass
@@ -54,6 +59,9 @@ class ComparisonResult:
     posteriors : dict of str to Posterior
         Only variants with NUTS enabled.
     criterion : str
+    clusters : dict of str to Posterior
+        The sparse Gibbs run of each specification with a ``[clusters]``
+        table, by specification name (``.k_posterior()`` gives its table).
     """
 
     table: pd.DataFrame
@@ -61,6 +69,7 @@ class ComparisonResult:
     posteriors: dict = field(default_factory=dict)
     inference_data: dict = field(default_factory=dict)
     criterion: str = "bic"
+    clusters: dict = field(default_factory=dict)
 
     def summary(self) -> pd.DataFrame:
         """The table to read: the columns that decide first, rounded.
@@ -80,7 +89,17 @@ class ComparisonResult:
         first = ["rank", "model", column]
         rest = [
             c
-            for c in ("bic", "aic", "icl", "elpd_loo", "se_loo", "elpd_waic", "n_parameters")
+            for c in (
+                "bic",
+                "aic",
+                "icl",
+                "elpd_loo",
+                "se_loo",
+                "elpd_waic",
+                "p_kplus",
+                "kplus_mode",
+                "n_parameters",
+            )
             if c in table and c not in first
         ]
         checks = [
@@ -99,6 +118,7 @@ class ComparisonResult:
         out.insert(3, "delta", delta)
         out = pd.concat([out, table[rest + checks]], axis=1)
         decimals = {c: 1 for c in out.columns if out[c].dtype.kind == "f"}
+        decimals.update({c: 3 for c in ("p_kplus",) if c in out})
         decimals.update({c: 3 for c in ("rhat_max",) if c in out})
         decimals.update({c: 0 for c in ("ess_bulk_min",) if c in out})
         return out.round(decimals)
@@ -270,6 +290,16 @@ def compare_models(
     not disable it, by NUTS started from MAP-EM under the specification's
     prior. PSIS-LOO and WAIC come from ArviZ on the pointwise log-likelihood.
 
+    A specification with a ``[clusters]`` table (:mod:`bayesgmm.selection`)
+    is also sampled once, when ``nuts`` is True, under its
+    :meth:`~bayesgmm.Prior.sparse` prior by the Gibbs sampler (the telescoping
+    sampler with a ``k_prior``), and each of its variants' rows gets
+    ``p_kplus``, the posterior probability ``p(K+ = K | data)`` that the data
+    hold exactly that variant's number of clusters, beside ``kplus_mode``, the
+    most probable number of clusters, and ``p_kplus_mode``, its probability
+    (the same on every row of the specification; ``.clusters`` holds the run).
+    Rows of other specifications have NaN there.
+
     Each NUTS variant's row also says whether its numbers can be trusted:
     ``n_pareto_k_bad`` counts observations whose Pareto k exceeds ArviZ's
     threshold (``min(1 - 1 / log10(draws), 0.7)``: 0.67 for 1,000 draws);
@@ -286,12 +316,13 @@ def compare_models(
     ----------
     X : array-like of shape (N, D)
     specs : ModelSpec, path, or a sequence of them
-    criterion : {"bic", "aic", "icl", "loo", "waic"}
+    criterion : {"bic", "aic", "icl", "loo", "waic", "kplus"}
         Ranking: lower is better for the information criteria, higher ELPD for
-        ``loo``/``waic`` (which need ``nuts=True``).
+        ``loo``/``waic``, higher ``p_kplus`` for ``kplus`` (these three need
+        ``nuts=True``).
     sample_weight : array-like of shape (N,), optional
     nuts : bool
-        Run the Bayesian side.
+        Run the Bayesian side (NUTS, and the ``[clusters]`` runs).
     seed : int
     progress : callable or bool, optional
         Called with a line of text before each fit (the CLI prints it). The
@@ -316,8 +347,9 @@ def compare_models(
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {list(CRITERIA)}; got {criterion!r}.")
-    if CRITERIA[criterion][0].startswith("elpd") and not nuts:
-        raise ValueError(f"criterion={criterion!r} needs the NUTS runs; pass nuts=True.")
+    if CRITERIA[criterion][0] in _BAYESIAN and not nuts:
+        runs = "the [clusters] Gibbs runs" if criterion == "kplus" else "the NUTS runs"
+        raise ValueError(f"criterion={criterion!r} needs {runs}; pass nuts=True.")
     seed = check_seed(seed)
     data = check_data(X, dtype=np.dtype(np.float64))
     names = check_feature_names(feature_names, X, data.shape[1])
@@ -330,6 +362,13 @@ def compare_models(
             f"variants {too_big} have more components than the {data.shape[0]} rows of X; "
             "lower n_components in their specifications."
         )
+    sparse_priors = {}
+    for s in specs if nuts else ():
+        if s.runs_clusters:
+            try:
+                sparse_priors[s.name] = s.sparse_prior_for(data, w)
+            except ValueError as err:
+                raise ValueError(f"{s.name}: [clusters]: {err}") from None
     for v in variants:  # priors fail here (e.g. a scale that overflows), not after other fits
         if not (v.spec.em.get("map") or (nuts and v.spec.nuts.get("enabled", True))):
             continue  # maximum-likelihood EM only: no prior is built
@@ -378,6 +417,12 @@ def compare_models(
             result.posteriors[v.name] = post
             row.update(_bayes_row(v.name, post, result))
         rows.append(row)
+    for j, s in enumerate(specs):
+        if s.name in sparse_priors:
+            say(f"[clusters {j + 1}/{len(specs)}] Gibbs {s.name}")
+            post = _fit_clusters(data, w, s, sparse_priors[s.name], seed)
+            result.clusters[s.name] = post if names is None else post.replace(feature_names=names)
+            _add_cluster_columns(rows, s, post)
     table = pd.DataFrame(rows)
     if result.inference_data:
         table = _add_stacking_weights(table, result.inference_data)
@@ -437,6 +482,38 @@ def _bayes_row(name: str, post, result: ComparisonResult) -> dict:
         "ess_bulk_min": ess,
         "divergences": post.num_divergences,
     }
+
+
+def _fit_clusters(data, w, spec, sparse, seed: int):
+    """The specification's sparse Gibbs run (the number of clusters)."""
+    from bayesgmm.bayes._sample import sample_posterior
+
+    c = spec.clusters
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the data's warnings were given with the EM fits
+        return sample_posterior(
+            data,
+            sparse.k_max,
+            prior=sparse,
+            covariance_type=spec.covariance_type,
+            sample_weight=w,
+            method="gibbs",
+            num_chains=int(c.get("num_chains", 2)),
+            num_warmup=int(c.get("num_warmup", 500)),
+            num_samples=int(c.get("num_samples", 500)),
+            seed=seed,
+        )
+
+
+def _add_cluster_columns(rows: list[dict], spec, post) -> None:
+    """``p_kplus`` (at each row's K), ``kplus_mode`` and ``p_kplus_mode`` on ``spec``'s rows."""
+    p = post.k_posterior()["p(K+|data)"]
+    mode = int(p.idxmax())
+    for row in rows:
+        if row["spec"] == spec.name:
+            row["p_kplus"] = float(p.get(row["n_components"], 0.0))
+            row["kplus_mode"] = mode
+            row["p_kplus_mode"] = float(p[mode])
 
 
 def _add_stacking_weights(table: pd.DataFrame, idatas: dict) -> pd.DataFrame:

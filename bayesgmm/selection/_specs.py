@@ -33,6 +33,29 @@ components (each a *variant*), the prior and the EM / NUTS settings::
     file = "my_model.py"                # in the specification's folder (or below it)
     function = "model"
 
+    [clusters]                          # optional: p(K+ | data) from one sparse Gibbs run
+    enabled = true
+    k_max = 6                           # default: the largest n_components
+    e0 = 0.01                           # Prior.sparse's keywords ...
+    e0_prior = [1.0, 20.0]              # (shape, rate), optional
+    k_prior = "bnb(1,4,3)"              # optional: a prior on K (telescoping sampler)
+    scale_factor = 0.5
+    scale_prior = "mw2016"              # optional: the only value a file can give
+    mean_covariance = "range"           # optional: likewise
+    num_chains = 2                      # ... and sample_posterior's
+    num_warmup = 500
+    num_samples = 500
+
+A ``[clusters]`` table adds to every variant's row the posterior probability
+that the data hold that many clusters, from one run of
+:meth:`~bayesgmm.Prior.sparse` with ``method="gibbs"`` per specification
+(:func:`~bayesgmm.selection.compare_models`). That run uses the
+specification's covariance structure and its ``prior.mean_precision`` and
+``prior.dof_extra``; ``prior.weight_concentration`` and ``prior.scale_factor``
+do not apply to it (``e0`` and ``clusters.scale_factor`` do). ``scale_prior`` and
+``mean_covariance`` (the hierarchical prior of the telescope papers, see
+:meth:`~bayesgmm.Prior.sparse`) need ``covariance_type = "full"``.
+
 A custom model is a function ``model(X, n_components, prior, covariance_type,
 sample_weight)`` that declares the shared sites: ``weights`` (K,), ``means``
 (K, D) and ``covariances`` (K, D, D) (latent or ``numpyro.deterministic``) and
@@ -123,6 +146,36 @@ def _relative_py(v) -> bool:
     return not v.startswith("/") and ".." not in parts and ":" not in parts[0]
 
 
+def _k_prior_ok(v) -> bool:
+    from bayesgmm._core._sparse import k_prior_log_pmf
+
+    try:
+        k_prior_log_pmf(v, 1)
+    except ValueError:
+        return False
+    return isinstance(v, str)
+
+
+_CLUSTERS_KEYS = {
+    "enabled": (lambda v: isinstance(v, bool), "true or false"),
+    "k_max": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "e0": (lambda v: _real(v) and v > 0, "a finite number > 0"),
+    "e0_prior": (
+        lambda v: isinstance(v, list) and len(v) == 2 and all(_real(x) and x > 0 for x in v),
+        "[shape, rate], two finite numbers > 0",
+    ),
+    "k_prior": (
+        _k_prior_ok,
+        "'uniform', 'bnb(a, b, c)', 'poisson(lambda)' or 'geometric(p)'",
+    ),
+    "scale_factor": (lambda v: _real(v) and v > 0, "a finite number > 0"),
+    "scale_prior": (lambda v: v == "mw2016", "'mw2016'"),
+    "mean_covariance": (lambda v: v == "range", "'range'"),
+    "num_chains": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "num_warmup": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "num_samples": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+}
+
 _MODEL_KEYS = {
     "file": (
         _relative_py,
@@ -140,8 +193,15 @@ _TOP_KEYS = {
     "em",
     "nuts",
     "model",
+    "clusters",
 }
-_TABLES = {"prior": _PRIOR_KEYS, "em": _EM_KEYS, "nuts": _NUTS_KEYS, "model": _MODEL_KEYS}
+_TABLES = {
+    "prior": _PRIOR_KEYS,
+    "em": _EM_KEYS,
+    "nuts": _NUTS_KEYS,
+    "model": _MODEL_KEYS,
+    "clusters": _CLUSTERS_KEYS,
+}
 
 
 @dataclass(frozen=True)
@@ -168,6 +228,7 @@ class ModelSpec:
     em: dict[str, Any] = field(default_factory=dict)
     nuts: dict[str, Any] = field(default_factory=dict)
     model: dict[str, str] = field(default_factory=dict)
+    clusters: dict[str, Any] = field(default_factory=dict)
     source: str = "<dict>"
 
     @classmethod
@@ -206,6 +267,9 @@ class ModelSpec:
             tables[table] = dict(values)
         if tables["model"] and set(tables["model"]) != {"file", "function"}:
             fail("model", "needs both 'file' and 'function'")
+        for key in ("scale_prior", "mean_covariance"):
+            if key in tables["clusters"] and ct != "full":
+                fail(f"clusters.{key}", f"needs covariance_type = 'full'; got {ct!r}")
         if tables["em"].get("map") and tables["prior"].get("weight_concentration", 1.0) < 1:
             fail("prior.weight_concentration", "must be >= 1 when em.map = true")
         description = data.get("description", "")
@@ -304,6 +368,29 @@ class ModelSpec:
             )
         return Prior(
             prior.weight_concentration, prior.mean, prior.mean_precision, prior.dof, scale
+        )
+
+    @property
+    def runs_clusters(self) -> bool:
+        """The specification has an enabled ``[clusters]`` table."""
+        return bool(self.clusters) and self.clusters.get("enabled", True)
+
+    def sparse_prior_for(self, data: np.ndarray, w: np.ndarray):
+        """The :meth:`Prior.sparse` of the ``[clusters]`` table on validated data."""
+        c, p = self.clusters, self.prior
+        e0_prior = c.get("e0_prior")
+        return Prior.sparse(
+            data,
+            c.get("k_max", max(self.n_components)),
+            e0=c.get("e0", 0.01),
+            e0_prior=None if e0_prior is None else tuple(e0_prior),
+            k_prior=c.get("k_prior"),
+            sample_weight=w,
+            scale_factor=c.get("scale_factor", 0.5),
+            mean_precision=p.get("mean_precision", 0.01),
+            dof=data.shape[1] + p.get("dof_extra", 2.0),
+            scale_prior=c.get("scale_prior"),
+            mean_covariance=c.get("mean_covariance"),
         )
 
     def to_dict(self) -> dict:
