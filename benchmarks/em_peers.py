@@ -37,6 +37,17 @@ every size, at least 60% of the matrix-multiply rate at D = 50, and an extra
 peak memory of at most the data's size plus a few blocks (we print the data's
 size) cold and cached. oneDAL's own figure is printed beside ours.
 
+Where the time goes (XLA's profiler, ``jax.profiler.trace``, and CPU time on
+one core; see issue #15): on small data an EM iteration is ~90 XLA kernel
+launches (N=2,000, D=2: 140 us of CPU against oneDAL's 8.5 us), twice the
+work of the unpadded problem (K padded to its class, 68 us without); at D=10
+we are 1.4x behind oneDAL per core (27 against 19 ms of CPU at N=1e5) and use
+one core where oneDAL uses both: the blocked E-step runs inline on the calling
+thread. Tried and dropped, single core, N=1e5, D=10: larger blocks (204 rows
+26.6 ms; 1,024 30.2; 4,096 46.7), the M-step's second moments as a GEMM on the
+products ``x_d x_e`` (31-35 ms), YNNPACK fusions off (39 ms; they are off for
+D <= 3, where they cost 1.5x).
+
 ``daal4py`` 2024.7 imports scikit-learn patches from its package ``__init__``
 that fail with scikit-learn >= 1.6; only its compiled core
 (``daal4py._daal4py``) is needed here, so the worker imports that directly.
