@@ -61,7 +61,6 @@ import importlib.util
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -71,7 +70,8 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from em_speed import _maxrss_mib, make_problem, worker_gemm
+import em_speed
+from em_speed import _maxrss_mib, _parse, make_problem, sklearn_fitted, worker_gemm
 
 FULL_CASES = [  # (N, D, K, n1, n2)
     (2_000, 2, 3, 10, 210),
@@ -149,32 +149,12 @@ def make_fitter(name, X, w0, m0, c0, blas_threads=None):
         return fit, f"oneDAL (daal4py {version}, run {d4p._get__daal_run_version__()})"
     if name == "sklearn":
         import sklearn
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.mixture import GaussianMixture
         from threadpoolctl import threadpool_limits
-
-        precisions0 = np.linalg.inv(c0)
-
-        def fit_once(n_iter):
-            gm = GaussianMixture(
-                k,
-                covariance_type="full",
-                tol=0.0,
-                max_iter=n_iter,
-                reg_covar=REG,
-                init_params="random",
-                weights_init=w0,
-                means_init=m0,
-                precisions_init=precisions0,
-            )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                gm.fit(X)
-            return gm.weights_, gm.means_, gm.covariances_
 
         def fit(n_iter):
             with threadpool_limits(limits=blas_threads, user_api="blas"):
-                return fit_once(n_iter)
+                gm = sklearn_fitted(X, (w0, m0, c0), n_iter)
+            return gm.weights_, gm.means_, gm.covariances_
 
         return fit, f"scikit-learn {sklearn.__version__}"
     if name == "gmmx":
@@ -307,26 +287,10 @@ def worker_memory(name, n, d, k, n_iter, cache_dir=""):
 WORKERS = {"time": worker_time, "memory": worker_memory, "gemm": worker_gemm}
 
 
-def _parse(value: str):
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
-
-
 def run_worker(*args, timeout_s: float | None = None) -> dict:
     """Run this script as a fresh worker process and return its JSON answer."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", *map(str, args)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return {"missing": f"stopped after {timeout_s:g} s"}
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stdout + proc.stderr)
-        raise SystemExit(f"worker {' '.join(cmd[3:])} failed with exit code {proc.returncode}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out = em_speed.run_worker(*args, timeout_s=timeout_s, script=__file__)
+    return {"missing": f"stopped after {timeout_s:g} s"} if out is None else out
 
 
 # ------------------------------------------------------------------ driver ---

@@ -126,30 +126,41 @@ def _bayesgmm_fit(n, d, k):
     return fit, f"bayesgmm {bg.__version__} (jax {jax.__version__})"
 
 
-def _sklearn_fit(n, d, k):
-    """(fit(n_iter) -> (log-likelihood, n_iter), version); data made."""
-    import sklearn
+def sklearn_fitted(X, start, n_iter):
+    """scikit-learn's ``GaussianMixture`` after exactly ``n_iter`` iterations from ``start``.
+
+    ``start`` is ``(weights, means, covariances)``; with all three given no
+    k-means runs, and ``tol=0`` never stops early.
+    """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
 
-    X, (w0, m0, c0) = make_problem(n, d, k)
-    precisions0 = np.linalg.inv(c0)
+    w0, m0, c0 = start
+    gm = GaussianMixture(
+        len(w0),
+        covariance_type="full",
+        tol=0.0,
+        max_iter=n_iter,
+        reg_covar=REG_COVAR,
+        init_params="random",
+        weights_init=w0,
+        means_init=m0,
+        precisions_init=np.linalg.inv(c0),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(X)
+    return gm
+
+
+def _sklearn_fit(n, d, k):
+    """(fit(n_iter) -> (log-likelihood, n_iter), version); data made."""
+    import sklearn
+
+    X, start = make_problem(n, d, k)
 
     def fit(n_iter):
-        gm = GaussianMixture(
-            k,
-            covariance_type="full",
-            tol=0.0,
-            max_iter=n_iter,
-            reg_covar=REG_COVAR,
-            init_params="random",
-            weights_init=w0,
-            means_init=m0,
-            precisions_init=precisions0,
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            gm.fit(X)
+        gm = sklearn_fitted(X, start, n_iter)
         return float(gm.score(X)) * n, gm.n_iter_
 
     return fit, f"scikit-learn {sklearn.__version__}"
@@ -245,9 +256,9 @@ def _parse(value: str):
     return value
 
 
-def run_worker(*args, timeout_s: float | None = None) -> dict | None:
-    """Run this script as a fresh worker process; its JSON answer, None on timeout."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", *map(str, args)]
+def run_worker(*args, timeout_s: float | None = None, script: str = __file__) -> dict | None:
+    """Run ``script`` (this one) as a fresh worker process; its JSON answer, None on timeout."""
+    cmd = [sys.executable, os.path.abspath(script), "--worker", *map(str, args)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=timeout_s)
     except subprocess.TimeoutExpired:
