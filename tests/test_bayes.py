@@ -43,10 +43,15 @@ def blobs():
 
 
 def map_em(X, K, covariance_type, prior, **kw):
-    """MAP-EM run to machine precision: a fixed 3000 iterations (tol=0).
+    """MAP-EM run to machine precision: a fixed 500 iterations (tol=0).
 
     A tolerance on the objective stops EM while the parameters are still about
-    sqrt(tol) away from the mode; running on makes them exact.
+    sqrt(tol) away from the mode; running on makes them exact. On every data
+    set, K and structure of this module, 500 iterations (of 5 restarts) give
+    the parameters of 3000 iterations to 4e-16 relative (300 to 7e-15), far
+    inside the checks' rtol of 1e-5 (parameters) and 1e-8 (log densities), at
+    a sixth of the cost (~0.6 s against ~4 s). An EM slower to converge can
+    only make ``find_map``'s comparison fail, never pass.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bg.ConvergenceWarning)
@@ -56,7 +61,7 @@ def map_em(X, K, covariance_type, prior, **kw):
             covariance_type=covariance_type,
             prior=prior,
             tol=0.0,
-            max_iter=3000,
+            max_iter=500,
             n_init=5,
             **kw,
         )

@@ -281,15 +281,22 @@ def _maps() -> int:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
 def test_many_posteriors_in_one_process_keep_memory_maps_flat():
-    """Issue 19 item 16: 200 sample_posterior calls of one shape class hold no more maps."""
+    """Issue 19 item 16: 200 sample_posterior calls of one shape class hold no more maps.
+
+    The maps are held per call (programs, buffers), not per draw: 10 draws a
+    call (half the cost of 100) leave the check as it was, any leak of a map a
+    call shows as ~200 more; the few-draws warning is expected here.
+    """
     rng = np.random.default_rng(3)
     X = rng.normal(size=(60, 2)) + 6.0 * rng.integers(0, 2, size=(60, 1))
-    kw = dict(num_chains=1, num_warmup=10, num_samples=100, progress_bar=False)
+    kw = dict(num_chains=1, num_warmup=10, num_samples=10, progress_bar=False)
     counts = []
-    for i in range(200):
-        bg.sample_posterior(X + 1e-3 * i, 2, seed=i, **kw)
-        if i in (1, 199):
-            counts.append(_maps())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "num_samples=10 draws", UserWarning)
+        for i in range(200):
+            bg.sample_posterior(X + 1e-3 * i, 2, seed=i, **kw)
+            if i in (1, 199):
+                counts.append(_maps())
     assert counts[1] - counts[0] < 50, counts
 
 

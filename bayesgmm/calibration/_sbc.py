@@ -446,8 +446,10 @@ def simulation_based_calibration(
     For each replication: parameters from ``prior`` (independent NumPy/SciPy
     sampler, :func:`sample_prior`), ``n_obs`` rows from those parameters,
     ``num_samples`` NUTS draws of the model under ``fit_prior`` after
-    ``num_warmup`` warmup steps (one chain, started from k-means clusters),
-    kept every ``thin``-th; then the rank of every true quantity among the
+    ``num_warmup`` warmup steps (one chain, started from k-means clusters;
+    the replications' chains advance side by side in one compiled program,
+    each with its own data, step size and mass matrix), kept every
+    ``thin``-th; then the rank of every true quantity among the
     draws, after putting the truth and every draw in canonical component order
     (:func:`order_components`).
 
@@ -535,24 +537,24 @@ def simulation_based_calibration(
     else:
         transforms = latent_transforms(bind(X[0], K, fit_prior, structure, None))
         z0 = unconstrain(transforms, params_to_sites(starts, structure, transforms))
-        model = BoundModel(gmm_model, K, structure.name)
-        keys = jax.random.split(jax.random.key(seed), R)
+        # every replication is a chain with data of its own, all advancing in one program
+        run = run_nuts(
+            BoundModel(gmm_model, K, structure.name),
+            (jnp.asarray(X), fit_prior, None),
+            z0,
+            jax.random.key(seed),
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            target_accept_prob=float(target_accept_prob),
+            args_axes=(0, None, None),
+        )
+        divergences[:] = run.stats["diverging"].sum(axis=1)
+        mean_steps[:] = run.stats["n_steps"].mean(axis=1)
     for r in range(R):
         if method == "gibbs":
             kept = {name: value[r] for name, value in gibbs.items()}
         else:
-            run = run_nuts(
-                model,
-                (jnp.asarray(X[r]), fit_prior, None),
-                jax.tree.map(lambda a, r=r: a[r : r + 1], z0),
-                keys[r],
-                num_warmup=num_warmup,
-                num_samples=num_samples,
-                target_accept_prob=float(target_accept_prob),
-            )
-            kept = {name: value[0, ::thin] for name, value in run.sites.items()}
-            divergences[r] = int(run.stats["diverging"][0].sum())
-            mean_steps[r] = float(run.stats["n_steps"][0].mean())
+            kept = {name: value[r, ::thin] for name, value in run.sites.items()}
         draws = order_components(kept["weights"], kept["means"], kept["covariances"])
         true_r = {k: v[r] for k, v in true_ordered.items()}
         for group in quantities.values():
