@@ -129,6 +129,9 @@ class SparsePrior:
     log_pk : ndarray of shape (k_max,)
         ``log p(K)`` for ``K = 1..k_max``; a point mass at ``k_max`` without a prior on K.
     k_prior_name : str
+    split_merge : bool
+        Whether the Gibbs sampler adds split-merge moves to every sweep
+        (:mod:`bayesgmm.bayes._split_merge`).
     """
 
     base: object
@@ -136,6 +139,7 @@ class SparsePrior:
     e0_prior: tuple[float, float] | None
     log_pk: np.ndarray
     k_prior_name: str
+    split_merge: bool = True
 
     @property
     def k_max(self) -> int:
@@ -158,7 +162,7 @@ class SparsePrior:
         e0 = f"e0={self.e0:g}" if self.e0_prior is None else f"e0~Gamma{self.e0_prior}"
         return (
             f"SparsePrior(k_max={self.k_max}, {e0}, k_prior={self.k_prior_name!r}, "
-            f"D={self.base.n_features})"
+            f"D={self.base.n_features}{'' if self.split_merge else ', split_merge=False'})"
         )
 
 

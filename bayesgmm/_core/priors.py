@@ -159,6 +159,7 @@ class Prior:
         e0: float = 0.01,
         e0_prior: tuple[float, float] | None = None,
         k_prior=None,
+        split_merge: bool = True,
         sample_weight=None,
         scale_factor: float = 0.5,
         mean_precision: float = 0.01,
@@ -205,6 +206,14 @@ class Prior:
             beta-negative-binomial; ``"bnb(1, 4, 3)"`` is the 2021 paper's
             recommendation), ``"poisson(lambda)"`` and ``"geometric(p)"`` for
             ``K - 1``, or the k_max probabilities themselves.
+        split_merge : bool
+            Add two split-merge Metropolis-Hastings moves to every Gibbs sweep
+            (:mod:`bayesgmm.bayes._split_merge`): a cluster shared by two
+            components is merged, or one held by a single component split,
+            in one step, which the row-by-row assignments cannot do at large
+            N (without them, four Gaussians in 10,000 rows gave p(K+ = 4) =
+            0.14). Exact (the posterior is unchanged); a sweep takes about 1.9
+            times as long. False gives the plain sampler.
         scale_factor : float
             Inverse-Wishart scale as a multiple of the data covariance.
         sample_weight, mean_precision, dof, dtype
@@ -246,7 +255,7 @@ class Prior:
             scale=float(scale_factor) * np.asarray(one.scale),
         )
         log_pk, name = k_prior_log_pmf(k_prior, base.n_components)
-        return SparsePrior(base, e0, e0_prior, log_pk, name)
+        return SparsePrior(base, e0, e0_prior, log_pk, name, bool(split_merge))
 
     def __reduce__(self):
         # Pickle as NumPy arrays, rebuilt under x64 (float64 survives unpickling).

@@ -8,6 +8,11 @@ for a prior on K, Frühwirth-Schnatter, Malsiner-Walli & Grün 2021):
 1. ``z | weights, theta``: every row's component, as in the blocked Gibbs
    sampler (:mod:`bayesgmm.bayes._gibbs`); inactive components have weight 0
    and are never chosen. ``K+`` is the number of non-empty components.
+   Then (``split_merge``, on by default) two split-merge Metropolis-Hastings
+   moves on the partition given ``K`` and ``e0``, the weights and the
+   parameters integrated out (:mod:`bayesgmm.bayes._split_merge`): they
+   merge a cluster held by two components, or split one held by one, which
+   row-by-row assignments cannot do at large N.
 2. The labels are permuted so that the non-empty components come first (the
    prior is symmetric, so this changes nothing in the target); the counts,
    sums and scatter matrices are permuted with them.
@@ -48,6 +53,7 @@ from bayesgmm._core._pytree import unchecked_replace
 from bayesgmm._core._threads import single_threaded_blas
 from bayesgmm._core._validation import column_stats
 from bayesgmm._core.params import GMMParams
+from bayesgmm.bayes import _split_merge
 from bayesgmm.bayes._gibbs import _assign
 from bayesgmm.bayes._posterior import Posterior
 from bayesgmm.em._standardize import Standardizer
@@ -101,7 +107,7 @@ def _hyper(key, counts, K, e0, log_pk, e0_ab, k_random: bool, e0_random: bool):
 
 def _sweep(key, state, X, w, n_used, prior, log_pk, e0_ab, beta, cfg):
     """One sweep of every chain; ``state = (params, K, e0)`` with a leading chain axis."""
-    structure, per_chain_data, k_random, e0_random = cfg
+    structure, per_chain_data, k_random, e0_random, n_moves = cfg
     params, K, e0 = state
     key_z, key_h, key_w, key_theta = jax.random.split(key, 4)
     chol = _linalg.cholesky(params.covariances)
@@ -109,8 +115,9 @@ def _sweep(key, state, X, w, n_used, prior, log_pk, e0_ab, beta, cfg):
     logdet = _linalg.logdet_from_cholesky(chol)
     C, k_max = params.weights.shape
     data_axis = 0 if per_chain_data else None
-    assign = functools.partial(_assign, beta=beta)
-    counts, sums, outer, log_lik = jax.vmap(
+    fam = _cov.get(structure).conjugate
+    assign = functools.partial(_assign, beta=beta, labels=n_moves > 0)
+    counts, sums, outer, log_lik, *labels = jax.vmap(
         assign, in_axes=(0, 0, 0, 0, 0, data_axis, data_axis, None)
     )(
         jax.random.split(key_z, C),
@@ -122,6 +129,12 @@ def _sweep(key, state, X, w, n_used, prior, log_pk, e0_ab, beta, cfg):
         w,
         n_used,
     )
+    split_merge = jnp.zeros(C, counts.dtype)
+    if n_moves:  # step 1b: split-merge moves on the partition (weights, theta integrated out)
+        (counts, sums, outer), split_merge = _split_merge.moves(
+            jax.random.fold_in(key, 5), labels[0], X, w, (counts, sums, outer), K, e0,
+            prior, beta, fam, n_moves=n_moves, per_chain_data=per_chain_data,
+        )  # fmt: skip
     # non-empty components first (stable, so the filled ones keep their order)
     order = jnp.argsort(counts == 0, axis=-1, stable=True)
     counts = jnp.take_along_axis(counts, order, axis=-1)
@@ -131,7 +144,6 @@ def _sweep(key, state, X, w, n_used, prior, log_pk, e0_ab, beta, cfg):
     K, e0, acc = jax.vmap(hyper, in_axes=(0, 0, 0, 0, None, None))(
         jax.random.split(key_h, C), counts, K, e0, log_pk, e0_ab
     )
-    fam = _cov.get(structure).conjugate
     post = _conjugate.posterior(prior, beta * counts, beta * sums, beta * outer, fam)
     theta = _conjugate.sample(key_theta, post, fam)
     active = jnp.arange(k_max) < K[:, None]
@@ -139,7 +151,7 @@ def _sweep(key, state, X, w, n_used, prior, log_pk, e0_ab, beta, cfg):
     log_g = jnp.where(active, log_g, -jnp.inf)
     weights = jnp.exp(log_g - jax.nn.logsumexp(log_g, axis=-1, keepdims=True))
     params = GMMParams._unchecked(weights, theta.means, theta.covariances)
-    return (params, K, e0), (counts, log_lik, acc)
+    return (params, K, e0), (counts, log_lik, acc, split_merge)
 
 
 def run_sparse(
@@ -161,6 +173,7 @@ def run_sparse(
     per_chain_data: bool = False,
     k_random: bool = False,
     e0_random: bool = False,
+    split_merge: int = 0,
 ):
     """Sparse / telescoping chains from ``params0`` (batch (C,)); draws with axes (C, S, ...).
 
@@ -186,6 +199,8 @@ def run_sparse(
     structure : str
     num_warmup, num_samples : int
     per_chain_data, k_random, e0_random : bool
+    split_merge : int
+        Split-merge proposals per sweep (:mod:`bayesgmm.bayes._split_merge`); 0 for none.
 
     Returns
     -------
@@ -194,9 +209,10 @@ def run_sparse(
         (C, S, k_max) (the counts of the assignments the draw was made from,
         in the draw's labels), ``n_components`` K, ``e0``, ``e0_accept``
         (the fraction of accepted Metropolis-Hastings proposals) and
-        ``log_likelihood_start``, each (C, S).
+        ``log_likelihood_start`` and ``split_merge_accept`` (the fraction
+        of the sweep's split-merge proposals accepted), each (C, S).
     """
-    cfg = (structure, per_chain_data, k_random, e0_random)
+    cfg = (structure, per_chain_data, k_random, e0_random, split_merge)
     args = (X, w, n_used, prior, log_pk, e0_ab, beta, cfg)
 
     def warm(carry, _):
@@ -207,12 +223,12 @@ def run_sparse(
     def kept(carry, _):
         key, state = carry
         key, sub = jax.random.split(key)
-        state, (counts, log_lik, acc) = _sweep(sub, state, *args)
-        return (key, state), (state, counts, log_lik, acc)
+        state, out = _sweep(sub, state, *args)
+        return (key, state), (state, *out)
 
     state0 = (params0, K0, e00)
     carry, _ = jax.lax.scan(warm, (key, state0), None, length=num_warmup)
-    _, (states, counts, log_lik, acc) = jax.lax.scan(kept, carry, None, length=num_samples)
+    _, (states, counts, log_lik, acc, sm) = jax.lax.scan(kept, carry, None, length=num_samples)
     params, K, e0 = states
     draws = jax.tree.map(lambda leaf: jnp.swapaxes(leaf, 0, 1), params)
     stats = {
@@ -222,6 +238,7 @@ def run_sparse(
         "e0": e0.T,
         "e0_accept": acc.T,
         "log_likelihood_start": log_lik.T,
+        "split_merge_accept": sm.T,
     }
     return draws, stats
 
@@ -235,6 +252,7 @@ run_sparse_jit = jax.jit(
         "per_chain_data",
         "k_random",
         "e0_random",
+        "split_merge",
     ),
 )
 
@@ -287,6 +305,7 @@ def sparse_draws(
             num_samples=num_samples,
             k_random=sparse.has_k_prior,
             e0_random=sparse.e0_prior is not None,
+            split_merge=_split_merge.MOVES_PER_SWEEP if sparse.split_merge else 0,
         )
     draws = std.params_out(jax.tree.map(np.asarray, draws))
     stats = {name: np.asarray(value) for name, value in stats.items()}
