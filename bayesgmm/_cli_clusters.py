@@ -47,6 +47,12 @@ def add_clusters_parser(sub, add_data_args, default: str) -> None:
         "mixture), 'uniform', 'bnb(a,b,c)' (K - 1 ~ beta-negative-binomial, bnb(1,4,3) is "
         "the telescoping paper's), 'poisson(lambda)' or 'geometric(p)'" + default,
     )
+    cl.add_argument(
+        "--no-split-merge",
+        action="store_true",
+        help="sample without the split-merge moves (Prior.sparse(split_merge=False)): the "
+        "plain Gibbs sampler, which at large N can keep a cluster split in two",
+    )
     cl.add_argument("--chains", type=int, default=4, help="Gibbs chains" + default)
     cl.add_argument(
         "--warmup", type=int, default=1000, help="sweeps discarded per chain" + default
@@ -108,7 +114,14 @@ def run_clusters(args: argparse.Namespace, *, read, require_bayes, check_common)
     X, names = read(args)
     if X.shape[0] < 2:
         raise ValueError(f"clusters needs at least 2 rows of data; got {X.shape[0]}")
-    prior = bg.Prior.sparse(X, k_max=args.k_max, e0=args.e0, e0_prior=e0_prior, k_prior=k_prior)
+    prior = bg.Prior.sparse(
+        X,
+        k_max=args.k_max,
+        e0=args.e0,
+        e0_prior=e0_prior,
+        k_prior=k_prior,
+        split_merge=not args.no_split_merge,
+    )
     print(
         f"{prior}: Gibbs, {args.chains} chains x ({args.warmup} + {args.samples}) sweeps "
         f"on {X.shape[0]} rows x {X.shape[1]} features ..."

@@ -293,15 +293,17 @@ def test_clusters_prints_the_posterior_of_k_plus_and_its_mode(four_csv, capsys):
     assert table["p(K+|data)"].idxmax() == 4  # four well separated groups
     assert "Posterior mode of K+ (non-empty components): 4" in out
     assert "Posterior mode of K " not in out
+    assert "split_merge" not in out  # the moves are on by default
 
 
 def test_clusters_with_a_prior_on_k_prints_p_of_k(four_csv, capsys):
     sizes = ["--chains", "2", "--warmup", "150", "--samples", "100"]
-    prior = ["--k-prior", "bnb(1,4,3)", "--e0-prior", "1,20"]
+    prior = ["--k-prior", "bnb(1,4,3)", "--e0-prior", "1,20", "--no-split-merge"]
     code = main(["clusters", str(four_csv), "--k-max", "6", *prior, *sizes])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "e0~Gamma(1.0, 20.0)" in out and "bnb(1,4,3)" in out
+    assert "split_merge=False" in out
     table = _k_table(out)
     assert list(table.columns) == ["p(K+|data)", "prior p(K+)", "p(K|data)", "prior p(K)"]
     assert table["p(K|data)"].sum() == pytest.approx(1.0, abs=2e-3)

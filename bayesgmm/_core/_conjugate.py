@@ -56,6 +56,7 @@ __all__ = [
     "dirichlet_kl",
     "expected_params",
     "kl_to_prior",
+    "log_evidence",
     "mean_params",
     "posterior",
     "sample",
@@ -147,6 +148,11 @@ class ConjugateFamily:
         independent draws on the leading axes ``shape``.
     mean_offset : callable (D) -> float
         ``c`` with ``E[Sigma_k] = Psi_k / (nu_k - c)`` (finite for ``nu_k > c``).
+    log_normalizer : callable (kappa_k (..., K), nu_k, Psi_k) -> (...)
+        The log normalising constant of the joint density of all K means and
+        covariances in this representation, summed over the components (the
+        shared covariance of ``tied`` counted once); :func:`log_evidence`
+        is its change from the prior to the posterior.
     """
 
     project: Callable
@@ -154,6 +160,7 @@ class ConjugateFamily:
     kl: Callable
     sample: Callable
     mean_offset: Callable
+    log_normalizer: Callable
 
 
 def _diag_of(mat):
@@ -229,14 +236,69 @@ def _spherical_sample(key, nu_k, psi_k, shape):
 
 #: The families of the registered structures (each is the ``conjugate`` of its
 #: entry in :mod:`bayesgmm.covariance`'s registry).
-FULL = ConjugateFamily(_full_project, _wishart_gap, _full_kl, _full_sample, lambda D: D + 1.0)
-TIED = ConjugateFamily(_tied_project, _wishart_gap, _tied_kl, _tied_sample, lambda D: D + 1.0)
+def _mean_normalizer(kappa_k, D: int):
+    """``sum_k log (2 pi / kappa_k)^(D/2)``: the means' Gaussians given the covariances."""
+    return 0.5 * D * jnp.sum(_linalg.LOG_2PI - jnp.log(kappa_k), axis=-1)
+
+
+def _inv_wishart_normalizer(nu, psi):
+    """``log 2^(nu D / 2) Gamma_D(nu / 2) |Psi|^(-nu / 2)``, shape (...)."""
+    D = psi.shape[-1]
+    logdet = _linalg.logdet_from_cholesky(_linalg.cholesky(psi))
+    return 0.5 * nu * D * math.log(2.0) + multigammaln(0.5 * nu, D) - 0.5 * nu * logdet
+
+
+def _full_normalizer(kappa_k, nu_k, psi_k):
+    D = psi_k.shape[-1]
+    return _mean_normalizer(kappa_k, D) + _inv_wishart_normalizer(nu_k, psi_k).sum(-1)
+
+
+def _tied_normalizer(kappa_k, nu_k, psi_k):
+    D = psi_k.shape[-1]
+    return _mean_normalizer(kappa_k, D) + _inv_wishart_normalizer(
+        nu_k[..., 0], psi_k[..., 0, :, :]
+    )
+
+
+def _diag_normalizer(kappa_k, nu_k, psi_k):
+    # s_kd ~ InvGamma(nu_k / 2, Psi_k,dd / 2): log Gamma(a) - a log b, for every d
+    D = psi_k.shape[-1]
+    a = 0.5 * nu_k[..., None]
+    per = gammaln(a) - a * jnp.log(0.5 * _diag_of(psi_k))
+    return _mean_normalizer(kappa_k, D) + per.sum(axis=(-2, -1))
+
+
+def _spherical_normalizer(kappa_k, nu_k, psi_k):
+    # s_k ~ InvGamma(D nu_k / 2, D Psi_k,00 / 2)
+    D = psi_k.shape[-1]
+    a = 0.5 * D * nu_k
+    per = gammaln(a) - a * jnp.log(0.5 * D * psi_k[..., 0, 0])
+    return _mean_normalizer(kappa_k, D) + per.sum(-1)
+
+
+FULL = ConjugateFamily(
+    _full_project,
+    _wishart_gap,
+    _full_kl,
+    _full_sample,
+    lambda D: D + 1.0,
+    _full_normalizer,
+)
+TIED = ConjugateFamily(
+    _tied_project,
+    _wishart_gap,
+    _tied_kl,
+    _tied_sample,
+    lambda D: D + 1.0,
+    _tied_normalizer,
+)
 DIAG = ConjugateFamily(
     _diag_project,
     lambda nu_k, D: D * (digamma(0.5 * nu_k) - jnp.log(0.5 * nu_k)),
     _diag_kl,
     _diag_sample,
     lambda D: 2.0,
+    _diag_normalizer,
 )
 SPHERICAL = ConjugateFamily(
     _spherical_project,
@@ -244,6 +306,7 @@ SPHERICAL = ConjugateFamily(
     _spherical_kl,
     _spherical_sample,
     lambda D: 2.0 / D,
+    _spherical_normalizer,
 )
 
 
@@ -278,6 +341,29 @@ def posterior(prior, counts, sums, outer, fam: ConjugateFamily) -> Conjugate:
     )
     nu_k, psi_k = fam.project(_linalg.symmetrize(scatter), counts, prior.dof, prior.scale)
     return Conjugate(prior.weight_concentration + counts, kappa_k, means, nu_k, psi_k)
+
+
+def log_evidence(prior, counts, sums, outer, fam: ConjugateFamily):
+    """``log p(X | z)``: the data's density given the assignments, parameters integrated out.
+
+    The marginal likelihood of the rows under the conjugate prior of the
+    means and covariances (not the weights), from the assignments' weighted
+    statistics: the change of :attr:`ConjugateFamily.log_normalizer` from
+    the prior to the posterior, less ``N D / 2 log(2 pi)`` with ``N`` the
+    weighted count. With statistics weighted by a temperature ``beta`` it is
+    the evidence of the tempered likelihood ``p(X | theta)^beta``. Shapes as
+    :func:`posterior`; returns (...). Zero statistics give 0.
+    """
+    post = posterior(prior, counts, sums, outer, fam)
+    zero = jnp.zeros_like(counts)
+    D = sums.shape[-1]
+    nu0, psi0 = fam.project(jnp.zeros_like(outer), zero, prior.dof, prior.scale)
+    kappa0 = prior.mean_precision + zero
+    return (
+        fam.log_normalizer(post.mean_precision, post.dof, post.scale)
+        - fam.log_normalizer(kappa0, nu0, psi0)
+        - 0.5 * D * _linalg.LOG_2PI * counts.sum(-1)
+    )
 
 
 def dirichlet_kl(alpha_q, alpha_p):

@@ -147,6 +147,10 @@ class SparsePrior:
         ``B0``: the component means are a priori ``N(base.mean, B0)``,
         independent of the covariances (``base.mean_precision`` unused). None:
         the conjugate ``mu_k | Sigma_k ~ N(base.mean, Sigma_k / base.mean_precision)``.
+    split_merge : bool
+        Whether the Gibbs sampler adds split-merge moves to every sweep
+        (:mod:`bayesgmm.bayes._split_merge`); only with the conjugate component
+        prior (neither ``scale_prior`` nor ``mean_covariance``).
     """
 
     base: object
@@ -156,6 +160,7 @@ class SparsePrior:
     k_prior_name: str
     scale_prior: tuple[float, np.ndarray] | None = None
     mean_covariance: np.ndarray | None = None
+    split_merge: bool = True
 
     @property
     def k_max(self) -> int:
@@ -188,7 +193,7 @@ class SparsePrior:
             extra += ", means independent"
         return (
             f"SparsePrior(k_max={self.k_max}, {e0}, k_prior={self.k_prior_name!r}{extra}, "
-            f"D={self.base.n_features})"
+            f"D={self.base.n_features}{'' if self.split_merge else ', split_merge=False'})"
         )
 
 

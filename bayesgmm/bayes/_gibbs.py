@@ -57,12 +57,13 @@ def check_gibbs_weights(w: np.ndarray) -> None:
         )
 
 
-def _assign(key, means, prec, logdet, log_w, X, w, n_used, beta=1.0):
+def _assign(key, means, prec, logdet, log_w, X, w, n_used, beta=1.0, labels=False):
     """Draw every row's component; the one-hot statistics and the log-likelihood.
 
     ``X`` (n_blocks, B, D), ``w`` (n_blocks, B); unbatched parameters. ``beta``
     tempers the likelihood (``beta = 0`` draws the rows from the weights alone:
-    the sparse sampler's exact check against its prior).
+    the sparse sampler's exact check against its prior). With ``labels`` the
+    drawn components (n_blocks, B) come fifth (0 in the blocks past ``n_used``).
     """
     K, D = means.shape
     dt = X.dtype
@@ -78,7 +79,8 @@ def _assign(key, means, prec, logdet, log_w, X, w, n_used, beta=1.0):
         onehot = (z[:, None] == jnp.arange(K)).astype(dt)
         s = stats_from_responsibilities(xb[None], wb[None], onehot[None])
         ll = jnp.sum(jnp.where(wb > 0, wb * (top + jnp.log(cum[:, -1])), 0.0))
-        return (acc[0] + s.counts, acc[1] + s.sums, acc[2] + s.outer, acc[3] + ll)
+        out = (acc[0] + s.counts, acc[1] + s.sums, acc[2] + s.outer, acc[3] + ll)
+        return out + ((acc[4].at[i].set(z.astype(jnp.int32)),) if labels else ())
 
     init = (
         jnp.zeros(K, dt),
@@ -86,6 +88,7 @@ def _assign(key, means, prec, logdet, log_w, X, w, n_used, beta=1.0):
         jnp.zeros((K, D, D), dt),
         jnp.zeros((), dt),
     )
+    init += (jnp.zeros(X.shape[:2], jnp.int32),) if labels else ()
     return jax.lax.fori_loop(0, n_used, block, init)
 
 

@@ -59,9 +59,11 @@ class Posterior:
     cluster_prior : SparsePrior or None
         The prior of the number of clusters (:meth:`bayesgmm.Prior.sparse`)
         when the chains sampled it; its ``sample_stats`` then hold
-        ``n_clusters`` (K+), ``n_components`` (K), ``e0``, ``e0_accept`` and
-        ``cluster_sizes`` (C, S, k_max), and under its ``scale_prior``
-        ``prior_scale`` (C, S, D, D), the draws of the Inverse-Wishart scale.
+        ``n_clusters`` (K+), ``n_components`` (K), ``e0``, ``e0_accept``,
+        ``split_merge_accept`` (the fraction of a sweep's split-merge moves
+        accepted) and ``cluster_sizes`` (C, S, k_max), and under its
+        ``scale_prior`` ``prior_scale`` (C, S, D, D), the draws of the
+        Inverse-Wishart scale.
     """
 
     params: GMMParams

@@ -8,6 +8,12 @@ for a prior on K, Frühwirth-Schnatter, Malsiner-Walli & Grün 2021):
 1. ``z | weights, theta``: every row's component, as in the blocked Gibbs
    sampler (:mod:`bayesgmm.bayes._gibbs`); inactive components have weight 0
    and are never chosen. ``K+`` is the number of non-empty components.
+   Then (``split_merge``, on by default) two split-merge Metropolis-Hastings
+   moves on the partition given ``K`` and ``e0``, the weights and the
+   parameters integrated out (:mod:`bayesgmm.bayes._split_merge`): they
+   merge a cluster held by two components, or split one held by one, which
+   row-by-row assignments cannot do at large N. (Not with the hierarchical
+   component prior, whose means are not conjugate: see ``Prior.sparse``.)
 2. The labels are permuted so that the non-empty components come first (the
    prior is symmetric, so this changes nothing in the target); the counts,
    sums and scatter matrices are permuted with them.
@@ -54,6 +60,7 @@ from bayesgmm._core._pytree import unchecked_replace
 from bayesgmm._core._threads import single_threaded_blas
 from bayesgmm._core._validation import column_stats
 from bayesgmm._core.params import GMMParams
+from bayesgmm.bayes import _split_merge
 from bayesgmm.bayes._component_prior import draw_independent_means, scale_step
 from bayesgmm.bayes._gibbs import _assign
 from bayesgmm.bayes._posterior import Posterior
@@ -113,7 +120,7 @@ def _sweep(key, state, X, w, n_used, prior, log_pk, e0_ab, hyper, beta, cfg):
     hyperprior); ``hyper = (a, G, B0^{-1})`` the scale's Wishart prior and the
     independent means' prior precision (unused unless ``cfg`` says so).
     """
-    structure, per_chain_data, k_random, e0_random, random_scale, independent = cfg
+    structure, per_chain_data, k_random, e0_random, random_scale, independent, n_moves = cfg
     params, K, e0, psi = state
     key_z, key_h, key_w, key_theta = jax.random.split(key, 4)
     key_psi = jax.random.fold_in(key, 4)  # a stream of its own; the others as without it
@@ -122,8 +129,9 @@ def _sweep(key, state, X, w, n_used, prior, log_pk, e0_ab, hyper, beta, cfg):
     logdet = _linalg.logdet_from_cholesky(chol)
     C, k_max = params.weights.shape
     data_axis = 0 if per_chain_data else None
-    assign = functools.partial(_assign, beta=beta)
-    counts, sums, outer, log_lik = jax.vmap(
+    fam = _cov.get(structure).conjugate
+    assign = functools.partial(_assign, beta=beta, labels=n_moves > 0)
+    counts, sums, outer, log_lik, *labels = jax.vmap(
         assign, in_axes=(0, 0, 0, 0, 0, data_axis, data_axis, None)
     )(
         jax.random.split(key_z, C),
@@ -135,6 +143,12 @@ def _sweep(key, state, X, w, n_used, prior, log_pk, e0_ab, hyper, beta, cfg):
         w,
         n_used,
     )
+    split_merge = jnp.zeros(C, counts.dtype)
+    if n_moves:  # step 1b: split-merge moves on the partition (weights, theta integrated out)
+        (counts, sums, outer), split_merge = _split_merge.moves(
+            jax.random.fold_in(key, 5), labels[0], X, w, (counts, sums, outer), K, e0,
+            prior, beta, fam, n_moves=n_moves, per_chain_data=per_chain_data,
+        )  # fmt: skip
     # non-empty components first (stable, so the filled ones keep their order)
     order = jnp.argsort(counts == 0, axis=-1, stable=True)
     counts = jnp.take_along_axis(counts, order, axis=-1)
@@ -144,7 +158,6 @@ def _sweep(key, state, X, w, n_used, prior, log_pk, e0_ab, hyper, beta, cfg):
     K, e0, acc = jax.vmap(k_e0, in_axes=(0, 0, 0, 0, None, None))(
         jax.random.split(key_h, C), counts, K, e0, log_pk, e0_ab
     )
-    fam = _cov.get(structure).conjugate
     prior = unchecked_replace(prior, scale=psi[:, None])  # one scale per chain
     stats = (beta * counts, beta * sums, beta * outer)
     b0_inv = hyper[2] if independent else None
@@ -160,7 +173,7 @@ def _sweep(key, state, X, w, n_used, prior, log_pk, e0_ab, hyper, beta, cfg):
     log_g = jnp.where(active, log_g, -jnp.inf)
     weights = jnp.exp(log_g - jax.nn.logsumexp(log_g, axis=-1, keepdims=True))
     params = GMMParams._unchecked(weights, theta.means, theta.covariances)
-    return (params, K, e0, psi), (counts, log_lik, acc)
+    return (params, K, e0, psi), (counts, log_lik, acc, split_merge)
 
 
 def run_sparse(
@@ -185,6 +198,7 @@ def run_sparse(
     e0_random: bool = False,
     random_scale: bool = False,
     independent: bool = False,
+    split_merge: int = 0,
 ):
     """Sparse / telescoping chains from ``params0`` (batch (C,)); draws with axes (C, S, ...).
 
@@ -214,6 +228,10 @@ def run_sparse(
     structure : str
     num_warmup, num_samples : int
     per_chain_data, k_random, e0_random, random_scale, independent : bool
+    split_merge : int
+        Split-merge proposals per sweep (:mod:`bayesgmm.bayes._split_merge`); 0
+        for none. Only with the conjugate component prior (neither
+        ``random_scale`` nor ``independent``).
 
     Returns
     -------
@@ -222,10 +240,13 @@ def run_sparse(
         (C, S, k_max) (the counts of the assignments the draw was made from,
         in the draw's labels), ``n_components`` K, ``e0``, ``e0_accept``
         (the fraction of accepted Metropolis-Hastings proposals) and
-        ``log_likelihood_start``, each (C, S); with ``random_scale`` also
+        ``log_likelihood_start`` and ``split_merge_accept`` (the fraction
+        of the sweep's split-merge proposals accepted), each (C, S); with ``random_scale`` also
         ``prior_scale`` (C, S, D, D), the draws of ``Psi``.
     """
-    cfg = (structure, per_chain_data, k_random, e0_random, random_scale, independent)
+    if split_merge and (random_scale or independent):
+        raise ValueError("split-merge moves need the conjugate component prior")
+    cfg = (structure, per_chain_data, k_random, e0_random, random_scale, independent, split_merge)
     args = (X, w, n_used, prior, log_pk, e0_ab, hyper, beta, cfg)
 
     def warm(carry, _):
@@ -236,14 +257,14 @@ def run_sparse(
     def kept(carry, _):
         key, state = carry
         key, sub = jax.random.split(key)
-        state, (counts, log_lik, acc) = _sweep(sub, state, *args)
-        return (key, state), (state, counts, log_lik, acc)
+        state, out = _sweep(sub, state, *args)
+        return (key, state), (state, *out)
 
     C = K0.shape[0]
     psi0 = jnp.broadcast_to(prior.scale, (C, *prior.scale.shape))
     state0 = (params0, K0, e00, psi0)
     carry, _ = jax.lax.scan(warm, (key, state0), None, length=num_warmup)
-    _, (states, counts, log_lik, acc) = jax.lax.scan(kept, carry, None, length=num_samples)
+    _, (states, counts, log_lik, acc, sm) = jax.lax.scan(kept, carry, None, length=num_samples)
     params, K, e0, psi = states
     draws = jax.tree.map(lambda leaf: jnp.swapaxes(leaf, 0, 1), params)
     stats = {
@@ -253,6 +274,7 @@ def run_sparse(
         "e0": e0.T,
         "e0_accept": acc.T,
         "log_likelihood_start": log_lik.T,
+        "split_merge_accept": sm.T,
     }
     if random_scale:
         stats["prior_scale"] = jnp.swapaxes(psi, 0, 1)
@@ -270,6 +292,7 @@ run_sparse_jit = jax.jit(
         "e0_random",
         "random_scale",
         "independent",
+        "split_merge",
     ),
 )
 
@@ -325,6 +348,7 @@ def sparse_draws(
             e0_random=sparse.e0_prior is not None,
             random_scale=sparse.scale_prior is not None,
             independent=sparse.mean_covariance is not None,
+            split_merge=_split_merge.MOVES_PER_SWEEP if sparse.split_merge else 0,
         )
     draws = std.params_out(jax.tree.map(np.asarray, draws))
     stats = {name: np.asarray(value) for name, value in stats.items()}

@@ -26,7 +26,8 @@ cluster_prior            the rest of a :class:`~bayesgmm.SparsePrior`
                          (``Posterior.cluster_prior``, whose ``base`` is the prior above):
                          ``log_pk`` (component), ``e0``, and where used ``e0_prior``
                          (shape, rate), ``scale_prior_dof`` with ``scale_prior_rate`` and
-                         ``mean_covariance`` (feature, feature_bis); attrs ``k_prior_name``.
+                         ``mean_covariance`` (feature, feature_bis); attrs ``k_prior_name``,
+                         ``split_merge`` (0 or 1).
                          Only for a posterior sampled under ``Prior.sparse``
 =======================  ===================================================================
 
@@ -315,7 +316,7 @@ def _cluster_prior_dataset(sparse, coords):
     return xr.Dataset(
         data_vars,
         coords={k: coords[k] for k in ("component", *matrix)},
-        attrs={"k_prior_name": str(sparse.k_prior_name)},
+        attrs={"k_prior_name": str(sparse.k_prior_name), "split_merge": int(sparse.split_merge)},
     )
 
 
@@ -358,7 +359,9 @@ def _cluster_prior_from(idata, prior):
     if "mean_covariance" in ds:
         mean_cov = np.asarray(ds["mean_covariance"].transpose("feature", "feature_bis").values)
     name = str(ds.attrs.get("k_prior_name", "custom"))
-    return SparsePrior(prior, e0, e0_prior, log_pk, name, scale_prior, mean_cov)
+    conjugate = scale_prior is None and mean_cov is None
+    split_merge = bool(int(ds.attrs.get("split_merge", conjugate))) and conjugate
+    return SparsePrior(prior, e0, e0_prior, log_pk, name, scale_prior, mean_cov, split_merge)
 
 
 def _require(idata, group: str):
