@@ -293,3 +293,16 @@ def test_four_gaussians_at_3000_rows(seed):
         seed=seed,
     )
     assert post.k_posterior().loc[4, "p(K+|data)"] > 0.9
+
+
+def test_split_merge_needs_the_conjugate_component_prior():
+    """On by default, off under the hierarchical options, refused when asked for with them."""
+    import bayesgmm as bg
+
+    X = bg.datasets.make_four_gaussians_2d(200, seed=0)
+    assert bg.Prior.sparse(X, 5).split_merge
+    assert not bg.Prior.sparse(X, 5, split_merge=False).split_merge
+    assert not bg.Prior.sparse(X, 5, scale_prior="mw2016").split_merge
+    assert not bg.Prior.sparse(X, 5, mean_covariance="range").split_merge
+    with pytest.raises(ValueError, match="conjugate component prior"):
+        bg.Prior.sparse(X, 5, scale_prior="mw2016", split_merge=True)
