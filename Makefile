@@ -20,8 +20,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 # One worker per core, each test module kept whole on one worker (its module
-# fixtures are computed once); about 30 minutes on 2 cores (46 minutes of CPU time), and
-# less on a second run, which reads the compiled programs from the disk cache.
+# fixtures are computed once). With the compiled programs in bayesgmm's disk cache:
+# 11 minutes on 2 cores shared with other work (load 2-5), 15 minutes of CPU time,
+# so about 8 minutes at best on 2 idle cores; a first run also compiles them
+# (20 minutes under load 6).
 test: lint
 	$(BIN)/python -m pytest -n auto --dist loadfile
 

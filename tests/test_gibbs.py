@@ -106,12 +106,20 @@ def _three_clusters(n=300, seed=5):
     [("faithful", 2, "full"), ("three", 3, "full")],
 )
 def test_gibbs_agrees_with_nuts(faithful, dataset, K, covariance_type):
+    """Every entry's posterior mean and sd within 4 combined MCSEs of NUTS's.
+
+    The z-scores are in Monte Carlo standard errors, so the threshold holds for
+    any number of draws; 4 x 1,000 Gibbs draws (not 4 x 2,500) make the
+    combined MCSE only 4-7% larger, NUTS's 4 x 500 draws dominating it
+    (measured: largest |z| 2.1 -> 2.0 here, and 99 -> 92 and 107 -> 102 for
+    the other prior's posterior, against the power check's 6).
+    """
     X = faithful if dataset == "faithful" else _three_clusters()
     prior = bg.Prior.default(X, K)
     em = bg.fit_em(X, K, prior=prior, covariance_type=covariance_type, n_init=4)
     common = dict(prior=prior, covariance_type=covariance_type, init=em, num_chains=4)
     gibbs = bg.sample_posterior(
-        X, K, method="gibbs", num_warmup=200, num_samples=2500, seed=1, **common
+        X, K, method="gibbs", num_warmup=200, num_samples=1000, seed=1, **common
     ).relabel()
     nuts = bg.sample_posterior(
         X, K, num_warmup=300, num_samples=500, seed=2, progress_bar=False, **common
@@ -126,7 +134,7 @@ def test_gibbs_agrees_with_nuts(faithful, dataset, K, covariance_type):
         K,
         method="gibbs",
         num_warmup=200,
-        num_samples=2500,
+        num_samples=1000,
         seed=1,
         **{**common, "prior": bg.Prior.default(X, K, dof=X.shape[1] + 40.0)},
     ).relabel()

@@ -13,10 +13,11 @@ A run is three kinds of compiled program, cached by the model and the static
 settings (:func:`_engine`): the initial state of every chain, ``length``
 transitions of every chain in a ``lax.scan`` (warmup adapts the step size and
 the diagonal mass matrix, as NumPyro's ``NUTS`` does), and the map from
-unconstrained coordinates back to the model's sites. With a progress bar the
-transitions run in about twenty chunks with the bar updated between them; the
-draws are the same with or without it, since the chains' random keys travel
-in their state.
+unconstrained coordinates back to the model's sites. The transitions run in
+scans of ten (so warmup and sampling of most lengths share one program, and
+the transition itself is traced once), or with a progress bar in about twenty
+chunks with the bar updated between them; the draws are the same either way,
+since the chains' random keys travel in their state.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ SAMPLE_STATS = (
 
 # Transitions per progress-bar update, as a fraction of the whole run.
 _PROGRESS_UPDATES = 20
+# Transitions per compiled scan without a bar: warmup and sampling of any length that is
+# a multiple of it share one program (lowered and loaded once, not once per length).
+_CHUNK = 10
 
 
 class NUTSRun(NamedTuple):
@@ -129,9 +133,10 @@ def _compiled(program) -> bool:
 
 
 def _chunks(total: int, progress: bool) -> list[int]:
-    if not progress or total == 0:
-        return [total] if total else []
-    size = max(1, math.ceil(total / _PROGRESS_UPDATES))
+    """Lengths of the scans that make ``total`` transitions (about twenty with a bar)."""
+    if total == 0:
+        return []
+    size = max(1, math.ceil(total / _PROGRESS_UPDATES)) if progress else _CHUNK
     return [size] * (total // size) + ([total % size] if total % size else [])
 
 
