@@ -120,7 +120,8 @@ _CHILD = textwrap.dedent(
 def test_wide_map_em_does_not_hang(tmp_path):
     path = tmp_path / "wide.npy"
     np.save(path, np.random.default_rng(0).normal(size=(300, 200)))
-    runs = 40  # one compilation (~10 s), then ~0.3 s a run; before the fix 3 CLI runs in 8 hung
+    runs = 12  # one compilation (~10 s), then ~0.3 s a run; before the fix 3 CLI runs in 8
+    # hung, so twelve runs would all pass a hang that rate with probability (5/8)^12 < 0.4%
     try:
         out = subprocess.run(
             [sys.executable, "-c", _CHILD, str(path), str(runs)],
