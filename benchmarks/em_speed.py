@@ -98,6 +98,23 @@ def _maxrss_mib() -> float:
 
 
 # ----------------------------------------------------------------- fitters ---
+def fit_em_fixed(X, init, n_iter):
+    """``bg.fit_em`` for exactly ``n_iter`` iterations of full covariances from ``init``."""
+    import bayesgmm as bg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bg.ConvergenceWarning)
+        return bg.fit_em(
+            X,
+            init.weights.shape[0],
+            init=init,
+            tol=0.0,
+            max_iter=n_iter,
+            reg_covar=REG_COVAR,
+            covariance_type="full",
+        )
+
+
 def _bayesgmm_fit(n, d, k):
     """(fit(n_iter) -> (log-likelihood, n_iter), version); JAX started, data made."""
     import jax
@@ -110,17 +127,7 @@ def _bayesgmm_fit(n, d, k):
     init = bg.GMMParams(w0, m0, c0)
 
     def fit(n_iter):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", bg.ConvergenceWarning)
-            res = bg.fit_em(
-                X,
-                k,
-                init=init,
-                tol=0.0,
-                max_iter=n_iter,
-                reg_covar=REG_COVAR,
-                covariance_type="full",
-            )
+        res = fit_em_fixed(X, init, n_iter)
         return res.log_likelihood, res.n_iter
 
     return fit, f"bayesgmm {bg.__version__} (jax {jax.__version__})"
