@@ -118,7 +118,8 @@ def program(name: str, static, function, args):
     -------
     callable or None
         The program, called like ``function``; None when the compilation
-        cache is off (then trace ``function`` as usual).
+        cache is off or the program cannot be exported (then trace
+        ``function`` as usual).
     """
     where = folder()
     if where is None:
@@ -130,7 +131,10 @@ def program(name: str, static, function, args):
         return loaded
     exported = _read(where / key)
     if exported is None:
-        exported = jax.export.export(jax.jit(function))(*args)
+        try:
+            exported = jax.export.export(jax.jit(function))(*args)
+        except Exception:  # what jax.export refuses (an unlisted custom call): trace as usual
+            return None
         _write(where / key, exported)
     loaded = _LOADED[key] = jax.jit(exported.call)
     if len(_LOADED) > _KEEP:

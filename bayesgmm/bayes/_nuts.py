@@ -200,18 +200,23 @@ class _Programs:
             return advance, (state, self.args)
 
         def advance_flat(state, leaves):
-            if self.state_def is None:  # init was read from disk: its structure, untraced
-                keys, z0, step = self.init_args
-                init, _, _ = self.programs(self.method, 0, self.args_axes)
-                self.state_def = jax.tree.structure(
-                    jax.eval_shape(init, keys, z0, self.args, step)
-                )
             args = self.args_def.unflatten(leaves)
-            state, out = advance(self.state_def.unflatten(state), args)
+            state, out = advance(self._state_def().unflatten(state), args)
             return jax.tree.leaves(state), out
 
         example = (state, self.leaves)
-        return self._exported("nuts_advance", length, advance_flat, example), example
+        program = self._exported("nuts_advance", length, advance_flat, example)
+        if program is None:  # not exported: the traced program from here on
+            self.export = False
+            return advance, (self._state_def().unflatten(state), self.args)
+        return program, example
+
+    def _state_def(self):
+        if self.state_def is None:  # init was read from disk: its structure, untraced
+            keys, z0, step = self.init_args
+            init, _, _ = self.programs(self.method, 0, self.args_axes)
+            self.state_def = jax.tree.structure(jax.eval_shape(init, keys, z0, self.args, step))
+        return self.state_def
 
     def constrain(self, z):
         _, _, constrain = self.programs(self.method, 0, self.args_axes)
@@ -222,7 +227,10 @@ class _Programs:
             return constrain(z, self.args_def.unflatten(leaves))
 
         example = (z, self.leaves)
-        return self._exported("nuts_constrain", 0, constrain_flat, example), example
+        program = self._exported("nuts_constrain", 0, constrain_flat, example)
+        if program is None:
+            return constrain, (z, self.args)
+        return program, example
 
 
 def _run_chains(programs: _Programs, keys, z0, step_size, num_warmup, num_samples, thin, bar):
