@@ -463,6 +463,6 @@ def test_a_fresh_process_traces_no_nuts_program():
     assert out.returncode == 0, out.stderr[-3000:]
     traced, lowered, means = out.stdout.strip().splitlines()[-3:]
     assert not set(ast.literal_eval(traced)) & _NUTS_TRACED, traced
-    # 14 when written: 8 small programs of keys and the start, 2 copies, 4 kept programs
+    # 14 when written: 10 small ones (keys, the k-means++ start, copies), 4 kept ones
     assert int(lowered) <= 16, lowered
     assert means == mine.params.means.tobytes().hex()  # the same draws as this process
