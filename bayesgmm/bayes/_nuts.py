@@ -170,11 +170,15 @@ class _Programs:
         self.export = cache_name is not None and method != "parallel"
         self.static = (cache_name, method, repr(args_axes), *static)
         self.state_def = None
+        self.found = {}  # (name, length) -> program: a key is hashed once a run, not a chunk
 
     def _exported(self, name, length, function, example):
         from bayesgmm.bayes import _exported
 
-        return _exported.program(name, (*self.static, length), function, example)
+        if (name, length) not in self.found:
+            static = (*self.static, length)
+            self.found[name, length] = _exported.program(name, static, function, example)
+        return self.found[name, length]
 
     def init(self, keys, z0, step):
         init, _, _ = self.programs(self.method, 0, self.args_axes)
