@@ -388,6 +388,37 @@ def test_an_exported_program_is_read_back_without_tracing(tmp_path, monkeypatch)
     assert _exported.program("toy", ("a", 1), f, args) is None
 
 
+class _Planted:
+    """A pickle that, if unpickled, would create the file it names."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_a_planted_pickle_in_the_disk_entries_is_never_run(tmp_path, monkeypatch):
+    """Entries are JAX's serialised programs, not pickles: a pickle put in the folder under
+    the right name runs no code; it is an unreadable entry, traced again and replaced."""
+    import pickle
+
+    from bayesgmm.bayes import _exported
+
+    monkeypatch.setattr(_exported, "folder", lambda: tmp_path / "exported")
+    args = (np.arange(3.0),)
+    with jax.enable_x64(True):
+        _exported.program("toy", (), lambda x: x * 2.0, args)
+        (entry,) = (tmp_path / "exported").iterdir()
+        marker = tmp_path / "code-was-run"
+        entry.write_bytes(pickle.dumps(_Planted(marker)))
+        monkeypatch.setattr(_exported, "_LOADED", type(_exported._LOADED)())
+        got = _exported.program("toy", (), lambda x: x * 2.0, args)(*args)
+    assert not marker.exists()
+    np.testing.assert_array_equal(got, 2.0 * np.arange(3.0))
+    assert not entry.read_bytes().startswith(b"\x80")  # replaced by a serialised program
+
+
 _TINY = dict(num_chains=1, num_warmup=10, num_samples=30, progress_bar=False)
 # NUTS's own programs (bayes._nuts) and the unconstraining map (bayes._sites)
 _NUTS_TRACED = {"init_one", "advance_one", "constrain_one", "init_flat", "advance_flat"}

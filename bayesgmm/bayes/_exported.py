@@ -22,10 +22,10 @@ An entry is found under a hash of everything that can change the program:
 So only programs whose Python code is bayesgmm's own may be kept (a user's
 model is traced every time); a stale entry is never found, only left unused.
 The program run is the one JAX traced, so results are those of tracing it
-directly (tested bit for bit). Entries are pickled ``jax.export.Exported``
-objects (JAX's own serialisation needs the optional ``flatbuffers``), read
-only from this folder, which deserves the trust of the compiled programs
-beside it. With the compilation cache off nothing is kept;
+directly (tested bit for bit). Entries are written by JAX's own serialisation
+(``Exported.serialize``: StableHLO bytecode and the calling convention in a
+flatbuffer), which holds no Python objects: reading an entry runs no code
+(no pickle). With the compilation cache off nothing is kept;
 an entry that cannot be read or written is traced again, and nothing else
 changes. Deleting the folder costs one tracing.
 """
@@ -34,11 +34,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import os
-import pickle
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -148,16 +146,14 @@ def _read(path: Path):
     except OSError:
         return None
     try:
-        exported = pickle.loads(blob)
+        return jax.export.deserialize(bytearray(blob))
     except Exception:  # a truncated or foreign file: trace again and replace it
         return None
-    return exported if isinstance(exported, jax.export.Exported) else None
 
 
 def _write(path: Path, exported) -> None:
-    # pickled (JAX's own serialize needs the optional flatbuffers), without the
-    # closure that would export the derivative: the engines never differentiate it
-    blob = pickle.dumps(dataclasses.replace(exported, _get_vjp=None))
+    # vjp_order=0: the engines never differentiate the program itself
+    blob = exported.serialize(vjp_order=0)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as f:
