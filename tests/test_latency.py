@@ -6,6 +6,7 @@ mechanisms that the targets rest on, and that they change no result.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import logging
 import os
@@ -314,3 +315,185 @@ def test_repeated_posteriors_from_kmeanspp_starts_compile_nothing():
         posts = [bg.sample_posterior(X + 1e-3 * i, 2, seed=i, **kw) for i in (1, 2)]
     assert names == [], names
     assert not np.allclose(posts[0].params.means, posts[1].params.means)
+
+
+@contextlib.contextmanager
+def tracings():
+    """Names of the functions JAX traces inside the block."""
+    names: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            message = record.getMessage()
+            if message.startswith("Finished tracing "):
+                names.append(message.split()[2])
+
+    handler = Catch(level=logging.DEBUG)
+    logger = logging.getLogger("jax")
+    logger.addHandler(handler)
+    previous = jax.config.jax_log_compiles
+    jax.config.update("jax_log_compiles", True)
+    try:
+        yield names
+    finally:
+        jax.config.update("jax_log_compiles", previous)
+        logger.removeHandler(handler)
+
+
+def test_an_exported_program_is_read_back_without_tracing(tmp_path, monkeypatch):
+    """The disk entries of bayes._exported: found again untraced, keyed by all they depend on."""
+    from collections import OrderedDict
+
+    from bayesgmm.bayes import _exported
+
+    monkeypatch.setattr(_exported, "folder", lambda: tmp_path)
+    traced = []
+
+    def f(x, d):
+        traced.append(1)
+        return {"y": jax.numpy.linalg.cholesky(d["m"]) * x[0]}, [x.sum()]
+
+    def fresh():  # a new function each time: JAX's own trace cache cannot answer
+        return lambda x, d: f(x, d)
+
+    args = (np.arange(3.0), {"m": 4.0 * np.eye(2)})
+    with jax.enable_x64(True):
+        expected = f(*args)
+        traced.clear()
+        first = _exported.program("toy", ("a", 1), fresh(), args)(*args)
+        assert len(traced) == 1 and len(list(tmp_path.iterdir())) == 1
+        monkeypatch.setattr(_exported, "_LOADED", OrderedDict())  # a fresh process
+        again = _exported.program("toy", ("a", 1), fresh(), args)(*args)
+        assert len(traced) == 1  # read from disk, not traced
+        for got in (first, again):
+            np.testing.assert_array_equal(got[0]["y"], expected[0]["y"])
+            np.testing.assert_array_equal(got[1][0], expected[1][0])
+        # another static setting, other shapes, other code: other entries, traced
+        _exported.program("toy", ("a", 2), fresh(), args)
+        _exported.program("toy", ("a", 1), fresh(), (np.arange(4.0), args[1]))
+        monkeypatch.setattr(_exported, "fingerprint", lambda: "other code")
+        _exported.program("toy", ("a", 1), fresh(), args)
+        assert len(traced) == 4 and len(list(tmp_path.iterdir())) == 4
+        # an unreadable entry is traced again and replaced
+        for path in tmp_path.iterdir():
+            path.write_bytes(b"not a program")
+        monkeypatch.setattr(_exported, "_LOADED", OrderedDict())
+        got = _exported.program("toy", ("a", 1), fresh(), args)(*args)
+        assert len(traced) == 5
+        np.testing.assert_array_equal(got[0]["y"], expected[0]["y"])
+        monkeypatch.setattr(_exported, "_LOADED", OrderedDict())
+        _exported.program("toy", ("a", 1), fresh(), args)
+        assert len(traced) == 5  # the replaced entry is read
+    monkeypatch.setattr(_exported, "folder", lambda: None)  # the compilation cache off
+    assert _exported.program("toy", ("a", 1), f, args) is None
+
+
+class _Planted:
+    """A pickle that, if unpickled, would create the file it names."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_a_planted_pickle_in_the_disk_entries_is_never_run(tmp_path, monkeypatch):
+    """Entries are JAX's serialised programs, not pickles: a pickle put in the folder under
+    the right name runs no code; it is an unreadable entry, traced again and replaced."""
+    import pickle
+
+    from bayesgmm.bayes import _exported
+
+    monkeypatch.setattr(_exported, "folder", lambda: tmp_path / "exported")
+    args = (np.arange(3.0),)
+    with jax.enable_x64(True):
+        _exported.program("toy", (), lambda x: x * 2.0, args)
+        (entry,) = (tmp_path / "exported").iterdir()
+        marker = tmp_path / "code-was-run"
+        entry.write_bytes(pickle.dumps(_Planted(marker)))
+        monkeypatch.setattr(_exported, "_LOADED", type(_exported._LOADED)())
+        got = _exported.program("toy", (), lambda x: x * 2.0, args)(*args)
+    assert not marker.exists()
+    np.testing.assert_array_equal(got, 2.0 * np.arange(3.0))
+    assert not entry.read_bytes().startswith(b"\x80")  # replaced by a serialised program
+
+
+_TINY = dict(num_chains=1, num_warmup=10, num_samples=30, progress_bar=False)
+# NUTS's own programs (bayes._nuts) and the unconstraining map (bayes._sites)
+_NUTS_TRACED = {"init_one", "advance_one", "constrain_one", "init_flat", "advance_flat"}
+_NUTS_TRACED |= {"constrain_flat", "inverse"}
+
+
+def _tiny_data():
+    rng = np.random.default_rng(3)
+    return rng.normal(size=(60, 2)) + 6.0 * rng.integers(0, 2, size=(60, 1))
+
+
+@pytest.mark.skipif(not jax.config.jax_compilation_cache_dir, reason="disk cache off")
+def test_nuts_programs_from_disk_give_the_draws_of_tracing(monkeypatch):
+    """The kept programs are the traced ones: the same draws bit for bit, none traced again."""
+    from collections import OrderedDict
+
+    from bayesgmm.bayes import _exported, _nuts
+
+    X = _tiny_data()
+    kept = bg.sample_posterior(X, 2, seed=5, **_TINY)  # the same shapes as the test above
+    monkeypatch.setattr(_exported, "_LOADED", OrderedDict())  # as in a fresh process
+    with tracings() as names:
+        again = bg.sample_posterior(X, 2, seed=5, **_TINY)
+    assert not set(names) & _NUTS_TRACED, names
+    with monkeypatch.context() as m:
+        m.setattr(_exported, "folder", lambda: None)  # traced, as with the cache off
+        _nuts._engine.cache_clear()  # new programs: traced whatever this process did before
+        with tracings() as names:
+            traced = bg.sample_posterior(X, 2, seed=5, **_TINY)
+        assert {"init_one", "advance_one"} <= set(names)
+    program = _exported.program
+    with monkeypatch.context() as m:  # a program jax.export refuses: traced from there on
+        m.setattr(
+            _exported,
+            "program",
+            lambda name, *a: None if name == "nuts_advance" else program(name, *a),
+        )
+        mixed = bg.sample_posterior(X, 2, seed=5, **_TINY)
+    for name in ("weights", "means", "covariances"):
+        for post in (again, traced, mixed):
+            np.testing.assert_array_equal(getattr(post.params, name), getattr(kept.params, name))
+
+
+@pytest.mark.skipif(not jax.config.jax_compilation_cache_dir, reason="disk cache off")
+def test_a_fresh_process_traces_no_nuts_program():
+    """With the programs on disk, a first call lowers a few small programs and traces no NUTS."""
+    X = _tiny_data()
+    mine = bg.sample_posterior(X, 2, seed=6, **_TINY)  # on disk now, if it was not before
+    script = textwrap.dedent(
+        f"""
+        import logging, jax, numpy as np
+        import bayesgmm as bg
+        traced, lowered = [], []
+        class Catch(logging.Handler):
+            def emit(self, record):
+                m = record.getMessage()
+                if m.startswith("Finished tracing "):
+                    traced.append(m.split()[2])
+                if m.startswith("Compiling "):
+                    lowered.append(m.split(" with ")[0])
+        logging.getLogger("jax").addHandler(Catch(level=logging.DEBUG))
+        jax.config.update("jax_log_compiles", True)
+        rng = np.random.default_rng(3)
+        X = rng.normal(size=(60, 2)) + 6.0 * rng.integers(0, 2, size=(60, 1))
+        post = bg.sample_posterior(X, 2, seed=6, **{_TINY!r})
+        print(repr(traced)); print(len(lowered)); print(post.params.means.tobytes().hex())
+        """
+    )
+    env = {**os.environ, "BAYESGMM_CACHE_DIR": jax.config.jax_compilation_cache_dir}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    traced, lowered, means = out.stdout.strip().splitlines()[-3:]
+    assert not set(ast.literal_eval(traced)) & _NUTS_TRACED, traced
+    # 14 when written: 10 small ones (keys, the k-means++ start, copies), 4 kept ones
+    assert int(lowered) <= 16, lowered
+    assert means == mine.params.means.tobytes().hex()  # the same draws as this process

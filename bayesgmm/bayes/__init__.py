@@ -5,6 +5,8 @@
 - ``_sites``: between :class:`~bayesgmm.GMMParams` and the model's sites.
 - ``_nuts``: the one NUTS engine (also used by simulation-based calibration),
   compiled once per model and shape class with the data as arguments.
+- ``_exported``: the traced programs of bayesgmm's own model kept on disk
+  (``jax.export``), so that a fresh process does not trace NUTS again.
 - :func:`sample_posterior` (``_sample``): starting points and the NUTS run.
 - :func:`find_map` and :func:`log_joint` (``_map``): the mode of the model.
 - :class:`Posterior` (``_posterior``): the draws as ``GMMParams`` with

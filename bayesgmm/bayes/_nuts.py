@@ -18,6 +18,13 @@ scans of ten (so warmup and sampling of most lengths share one program, and
 the transition itself is traced once), or with a progress bar in about twenty
 chunks with the bar updated between them; the draws are the same either way,
 since the chains' random keys travel in their state.
+
+Tracing these programs (NumPyro's NUTS through the model, vectorised) costs
+about 3 s of CPU, more than running them for a small data set, and JAX's disk
+cache of compiled programs needs the traced program to find the compiled one.
+So for bayesgmm's own model (``cache_name``) the traced programs are kept on
+disk too (:mod:`bayesgmm.bayes._exported`, the same programs bit for bit): a
+fresh process with both on disk neither traces nor compiles them.
 """
 
 from __future__ import annotations
@@ -146,21 +153,103 @@ def _progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, file=sys.stderr, leave=True)
 
 
-def _run_chains(
-    programs, method, keys, z0, args, step_size, num_warmup, num_samples, thin, bar, args_axes
-):
+class _Programs:
+    """The init, advance and constrain programs of one run, traced or read from disk.
+
+    With ``cache_name`` (the model is bayesgmm's own, so its code is in the key of
+    :mod:`bayesgmm.bayes._exported`) and the compilation cache on, each program is
+    the exported program of the vectorised one, kept on disk: a fresh process
+    lowers a call to it instead of tracing NumPyro's NUTS. Its arguments are then
+    flat: the state a list of arrays, ``args`` its leaves.
+    """
+
+    def __init__(self, programs, method, args, args_axes, cache_name, static):
+        self.programs, self.method, self.args_axes = programs, method, args_axes
+        self.args = args
+        self.leaves, self.args_def = jax.tree.flatten(args)
+        self.export = cache_name is not None and method != "parallel"
+        self.static = (cache_name, method, repr(args_axes), *static)
+        self.state_def = None
+        self.found = {}  # (name, length) -> program: a key is hashed once a run, not a chunk
+
+    def _exported(self, name, length, function, example):
+        from bayesgmm.bayes import _exported
+
+        if (name, length) not in self.found:
+            static = (*self.static, length)
+            self.found[name, length] = _exported.program(name, static, function, example)
+        return self.found[name, length]
+
+    def init(self, keys, z0, step):
+        init, _, _ = self.programs(self.method, 0, self.args_axes)
+        if not self.export:
+            return init, (keys, z0, self.args, step)
+
+        def init_flat(keys, z0, leaves, step):
+            state = init(keys, z0, self.args_def.unflatten(leaves), step)
+            leaves, self.state_def = jax.tree.flatten(state)
+            return leaves
+
+        example = (keys, z0, self.leaves, step)
+        program = self._exported("nuts_init", 0, init_flat, example)
+        if program is None:
+            self.export = False
+            return init, (keys, z0, self.args, step)
+        self.init_args = (keys, z0, step)
+        return program, example
+
+    def advance(self, length, state):
+        _, advance, _ = self.programs(self.method, length, self.args_axes)
+        if not self.export:
+            return advance, (state, self.args)
+
+        def advance_flat(state, leaves):
+            args = self.args_def.unflatten(leaves)
+            state, out = advance(self._state_def().unflatten(state), args)
+            return jax.tree.leaves(state), out
+
+        example = (state, self.leaves)
+        program = self._exported("nuts_advance", length, advance_flat, example)
+        if program is None:  # not exported: the traced program from here on
+            self.export = False
+            return advance, (self._state_def().unflatten(state), self.args)
+        return program, example
+
+    def _state_def(self):
+        if self.state_def is None:  # init was read from disk: its structure, untraced
+            keys, z0, step = self.init_args
+            init, _, _ = self.programs(self.method, 0, self.args_axes)
+            self.state_def = jax.tree.structure(jax.eval_shape(init, keys, z0, self.args, step))
+        return self.state_def
+
+    def constrain(self, z):
+        _, _, constrain = self.programs(self.method, 0, self.args_axes)
+        if not self.export:
+            return constrain, (z, self.args)
+
+        def constrain_flat(z, leaves):
+            return constrain(z, self.args_def.unflatten(leaves))
+
+        example = (z, self.leaves)
+        program = self._exported("nuts_constrain", 0, constrain_flat, example)
+        if program is None:
+            return constrain, (z, self.args)
+        return program, example
+
+
+def _run_chains(programs: _Programs, keys, z0, step_size, num_warmup, num_samples, thin, bar):
     """Warmup and sampling of the chains in ``keys``/``z0``; outputs on the host."""
-    init, _, _ = programs(method, 0, args_axes)
+    init, call = programs.init(keys, z0, step_size)
     if bar is not None and not _compiled(init):
         bar.set_description(_COMPILING)
-    state = init(keys, z0, args, step_size)
+    state = init(*call)
     collected = []
     for phase, total in (("warmup", num_warmup), ("sample", num_samples)):
         for length in _chunks(total, bar is not None):
-            _, advance, _ = programs(method, length, args_axes)
+            advance, call = programs.advance(length, state)
             if bar is not None:
                 bar.set_description(phase if _compiled(advance) else _COMPILING)
-            state, out = advance(state, args)
+            state, out = advance(*call)
             if phase == "sample":
                 collected.append(out)
             if bar is not None:
@@ -175,8 +264,8 @@ def _run_chains(
     )
     keep = slice(None, None, thin)
     z = jax.tree.map(lambda leaf: leaf[:, keep], z)
-    _, _, constrain = programs(method, 0, args_axes)
-    sites = {name: np.asarray(value) for name, value in constrain(z, args).items()}
+    constrain, call = programs.constrain(z)
+    sites = {name: np.asarray(value) for name, value in constrain(*call).items()}
     n_steps = np.asarray(n_steps[:, keep])
     stats = {
         "diverging": np.asarray(diverging[:, keep]),
@@ -206,6 +295,7 @@ def run_nuts(
     double: bool = True,
     step_size: float | None = None,
     args_axes=None,
+    cache_name: str | None = None,
 ) -> NUTSRun:
     """Run NUTS chains of ``model(*args)`` from unconstrained starts ``z0``.
 
@@ -238,6 +328,13 @@ def run_nuts(
         when each chain has data of its own, stacked along that axis: many small
         independent runs (simulation-based calibration) advance together in one
         program. Default: every chain shares ``args``. Not with ``"sequential"``.
+    cache_name : str, optional
+        A name that identifies ``model`` among bayesgmm's own models (for
+        example ``"gmm_model/2/full"``); then the traced programs are kept on
+        disk with the compiled ones (:mod:`bayesgmm.bayes._exported`), and a
+        fresh process skips tracing them. Only for models whose code is
+        bayesgmm's: the key of a kept program holds bayesgmm's source, not the
+        model's.
 
     Returns
     -------
@@ -256,7 +353,8 @@ def run_nuts(
     )
     num_chains = int(next(iter(jax.tree.leaves(z0))).shape[0])
     with jax.enable_x64(double):
-        programs = _engine(model, int(num_warmup), float(target_accept_prob), tuple(sites))
+        engine = _engine(model, int(num_warmup), float(target_accept_prob), tuple(sites))
+        static = (int(num_warmup), float(target_accept_prob), tuple(sites))
         key = jax.random.wrap_key_data(key) if not _is_typed(key) else key
         keys = jax.random.key_data(jax.random.split(key, num_chains))
         total = num_warmup + num_samples
@@ -268,17 +366,14 @@ def run_nuts(
                 try:
                     parts.append(
                         _run_chains(
-                            programs,
-                            "vectorized",
+                            _Programs(engine, "vectorized", args, None, cache_name, static),
                             keys[c : c + 1],
                             z_c,
-                            args,
                             step,
                             num_warmup,
                             num_samples,
                             thin,
                             bar,
-                            None,
                         )
                     )
                 finally:
@@ -290,17 +385,14 @@ def run_nuts(
         bar = _progress(total, "warmup") if progress_bar else None
         try:
             sites_out, stats = _run_chains(
-                programs,
-                chain_method,
+                _Programs(engine, chain_method, args, args_axes, cache_name, static),
                 keys,
                 z0,
-                args,
                 step,
                 num_warmup,
                 num_samples,
                 thin,
                 bar,
-                args_axes,
             )
         finally:
             if bar is not None:

@@ -4,10 +4,9 @@
 the assignments summed out. :func:`sample_posterior` validates once, finds
 the chains' starting points (MAP-EM, a given estimate, or k-means++), maps
 them to the model's unconstrained coordinates (``_sites``) and runs the one
-NUTS engine (``_nuts``); it returns a :class:`~bayesgmm.Posterior` whose
-``params`` are :class:`~bayesgmm.GMMParams` with ``(chain, draw)`` batch axes.
-:func:`sample_validated` is the same on inputs that are already validated,
-for the engines built on top (model comparison).
+NUTS engine (``_nuts``); it returns a :class:`~bayesgmm.Posterior` (``params``:
+:class:`~bayesgmm.GMMParams` with ``(chain, draw)`` axes). :func:`sample_validated`
+is the same on validated inputs, for the engines built on top (model comparison).
 
 This module imports NumPyro; ``import bayesgmm`` does not import it.
 """
@@ -528,6 +527,7 @@ def sample_validated(
         progress_bar=progress_bar,
         step_size=step_size,
         double=data.dtype == np.float64,
+        cache_name=f"gmm_model/{K}/{structure.name}" if model is gmm_model else None,
     )
     stats = run.stats
     _warn_divergences(stats, target_accept_prob)

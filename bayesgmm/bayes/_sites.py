@@ -147,16 +147,28 @@ def unconstrain(transforms: dict, sites: dict, key=None) -> dict:
     function and the structure) the inverse transforms run as one compiled
     program kept under that key, which a later call, or the disk cache of a
     later process, reuses; without it they run eagerly, primitive by
-    primitive (a program per primitive and shape).
+    primitive (a program per primitive and shape). When the key's model is
+    :func:`gmm_model` (bayesgmm's own code, see :mod:`bayesgmm.bayes._exported`)
+    the traced program is kept on disk as well: a fresh process does not trace it.
     """
     if key is None:
         return {name: t.inv(jnp.asarray(sites[name])) for name, t in transforms.items()}
+    values = {name: np.asarray(sites[name]) for name in transforms}
+    inverses = dict(transforms)
+
+    def inverse(s):
+        return {name: t.inv(s[name]) for name, t in inverses.items()}
+
+    if key[0] is gmm_model:
+        from bayesgmm.bayes import _exported
+
+        program = _exported.program("unconstrain", ("gmm_model", *key[1:]), inverse, (values,))
+        if program is not None:
+            return program(values)
     program = _UNCONSTRAIN_PROGRAMS.get(key)
     if program is None:
-        inverses = dict(transforms)
-        program = jax.jit(lambda s: {name: t.inv(s[name]) for name, t in inverses.items()})
-        _UNCONSTRAIN_PROGRAMS[key] = program
-    return program({name: np.asarray(sites[name]) for name in transforms})
+        program = _UNCONSTRAIN_PROGRAMS[key] = jax.jit(inverse)
+    return program(values)
 
 
 def params_to_sites(params: GMMParams, structure, site_names) -> dict:

@@ -1,0 +1,164 @@
+"""Traced programs kept on disk beside the compiled ones, so a fresh process skips tracing.
+
+JAX's persistent compilation cache (:mod:`bayesgmm._core._cache`) keys a
+compiled program by its lowered text, so a process that finds the program on
+disk must still trace and lower it to compute that key: for the vectorised
+NUTS programs about 3 s of CPU in every fresh process, more than loading and
+running them. This module keeps the traced and lowered program as well,
+serialised with :mod:`jax.export` (StableHLO), in the folder ``exported``
+inside the compilation-cache folder. A fresh process deserialises it
+(milliseconds), lowers the call to it (no Python tracing of the model or of
+NUTS) and finds the compiled program in JAX's cache.
+
+An entry is found under a hash of everything that can change the program:
+
+- the code that is traced: every ``.py`` file of bayesgmm, and the versions of
+  JAX, jaxlib and NumPyro (:func:`fingerprint`);
+- the JAX settings that change what a trace gives (:data:`_TRACE_SETTINGS`:
+  64-bit types, the PRNG implementation, matmul precision, ...);
+- the caller's name for the program and its static settings, and the shapes,
+  dtypes and tree structure of its arguments.
+
+So only programs whose Python code is bayesgmm's own may be kept (a user's
+model is traced every time); a stale entry is never found, only left unused.
+The program run is the one JAX traced, so results are those of tracing it
+directly (tested bit for bit). Entries are written by JAX's own serialisation
+(``Exported.serialize``: StableHLO bytecode and the calling convention in a
+flatbuffer), which holds no Python objects: reading an entry runs no code
+(no pickle). With the compilation cache off nothing is kept;
+an entry that cannot be read or written is traced again, and nothing else
+changes. Deleting the folder costs one tracing.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import hashlib
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import jax
+
+__all__ = ["fingerprint", "folder", "program"]
+
+_SUBFOLDER = "exported"
+# JAX settings that change the traced program, read when a key is made.
+_TRACE_SETTINGS = (
+    "jax_enable_x64",
+    "jax_default_prng_impl",
+    "jax_threefry_partitionable",
+    "jax_default_matmul_precision",
+    "jax_numpy_dtype_promotion",
+    "jax_numpy_rank_promotion",
+    "jax_debug_nans",
+    "jax_debug_infs",
+    "jax_enable_checks",
+)
+# In this process: key -> jitted call of the exported program, the latest _KEEP.
+_LOADED: collections.OrderedDict[str, object] = collections.OrderedDict()
+_KEEP = 64
+
+
+def folder() -> Path | None:
+    """Where traced programs are kept: ``exported/`` in JAX's cache folder; None when off."""
+    cache = jax.config.jax_compilation_cache_dir
+    if not cache or jax.config.jax_disable_jit:
+        return None
+    return Path(cache) / _SUBFOLDER
+
+
+@functools.cache
+def fingerprint() -> str:
+    """A hash of bayesgmm's source files and the versions of JAX, jaxlib and NumPyro."""
+    digest = hashlib.sha256()
+    for name in ("jax", "jaxlib", "numpyro"):
+        try:
+            digest.update(f"{name}={metadata.version(name)};".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{name}=?;".encode())
+    package = Path(__file__).resolve().parents[1]
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _key(name: str, static, args) -> str:
+    leaves, treedef = jax.tree.flatten(args)
+    avals = [(tuple(jax.numpy.shape(x)), str(jax.numpy.result_type(x))) for x in leaves]
+    settings = [(s, str(getattr(jax.config, s))) for s in _TRACE_SETTINGS]
+    where = jax.default_backend()
+    text = repr((fingerprint(), where, settings, name, static, str(treedef), avals))
+    return f"{name}-{hashlib.sha256(text.encode()).hexdigest()}"
+
+
+def program(name: str, static, function, args):
+    """``function`` as a jitted call of its exported program for arguments like ``args``.
+
+    Parameters
+    ----------
+    name : str
+        What the program is (a file-name prefix, and part of the key).
+    static : hashable with a stable repr
+        Everything the program depends on besides bayesgmm's code and the
+        arguments' shapes: the model's name, settings closed over.
+    function : callable
+        Traceable on ``args``; it must take and return pytrees of tuples,
+        lists, dicts and arrays only (what :mod:`jax.export` serialises).
+    args : tuple
+        Example arguments (only their shapes, dtypes and structure are used).
+
+    Returns
+    -------
+    callable or None
+        The program, called like ``function``; None when the compilation
+        cache is off or the program cannot be exported (then trace
+        ``function`` as usual).
+    """
+    where = folder()
+    if where is None:
+        return None
+    key = _key(name, static, args)
+    loaded = _LOADED.get(key)
+    if loaded is not None:
+        _LOADED.move_to_end(key)
+        return loaded
+    exported = _read(where / key)
+    if exported is None:
+        try:
+            exported = jax.export.export(jax.jit(function))(*args)
+        except Exception:  # what jax.export refuses (an unlisted custom call): trace as usual
+            return None
+        _write(where / key, exported)
+    loaded = _LOADED[key] = jax.jit(exported.call)
+    if len(_LOADED) > _KEEP:
+        _LOADED.popitem(last=False)
+    return loaded
+
+
+def _read(path: Path):
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        return jax.export.deserialize(bytearray(blob))
+    except Exception:  # a truncated or foreign file: trace again and replace it
+        return None
+
+
+def _write(path: Path, exported) -> None:
+    # vjp_order=0: the engines never differentiate the program itself
+    blob = exported.serialize(vjp_order=0)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as f:
+            f.write(blob)
+        os.replace(f.name, path)  # atomic: a reader sees the whole entry or none
+    except OSError:
+        with contextlib.suppress(OSError, NameError):
+            os.unlink(f.name)  # an unwritable folder: traced again next time
