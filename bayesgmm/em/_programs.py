@@ -126,7 +126,12 @@ def call(fn, name: str, args: tuple, kwargs: dict, static: tuple, options: dict)
     folder = _folder()
     options_key = tuple(sorted(options.items()))
     if folder is None:
-        return _jitted(fn, static, options_key, False)(*args, **kwargs)
+        jitted = _jitted(fn, static, options_key, False)
+        programs = jitted._cache_size()
+        out = jitted(*args, **kwargs)
+        if jitted._cache_size() != programs:  # this call compiled one
+            _memory_maps.release_if_near_limit()
+        return out
     dynamic = {k: v for k, v in kwargs.items() if k not in static}
     key = _key(name, args, dynamic, {k: kwargs[k] for k in static}, options)
     compiled = _MEMORY.programs.get(key)
