@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/latency.py            # about 5 to 10 minutes on 2 cores
     python benchmarks/latency.py --quick    # fewer repeats, smaller loops
+    python benchmarks/latency.py --only em,grid   # some sections (import, em, grid, nuts, many)
 
 Every figure is measured in this run, beside the peer it is compared with:
 
@@ -265,20 +266,36 @@ def bench_many(calls: int, cache_root: str) -> None:
     verdict(m3 - m1 < 50 and r3 - r1 < 100, "memory maps and RSS flat after the first call")
 
 
+SECTIONS = ("import", "em", "grid", "nuts", "many")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and calls")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run, of {', '.join(SECTIONS)} (default: all)",
+    )
     args = parser.parse_args(argv)
+    only = set(args.only.split(","))
+    if not only <= set(SECTIONS):
+        parser.error(f"--only takes sections of {', '.join(SECTIONS)}; got {args.only!r}")
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
     )
     with tempfile.TemporaryDirectory(prefix="bayesgmm-latency-") as cache_root:
         t0 = time.time()
-        bench_import(3 if args.quick else 5)
-        bench_em(3 if args.quick else 5, cache_root)
-        bench_grid(cache_root)
-        bench_nuts(cache_root)
-        bench_many(20 if args.quick else 200, cache_root)
+        if "import" in only:
+            bench_import(3 if args.quick else 5)
+        if "em" in only:
+            bench_em(3 if args.quick else 5, cache_root)
+        if "grid" in only:
+            bench_grid(cache_root)
+        if "nuts" in only:
+            bench_nuts(cache_root)
+        if "many" in only:
+            bench_many(20 if args.quick else 200, cache_root)
     print(f"\ntotal {time.time() - t0:.0f} s; load at the end {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -24,6 +24,8 @@ from scipy.stats import multivariate_normal
 import bayesgmm as bg
 from bayesgmm._core import _blocks, covariance
 from bayesgmm._core._blocks import bucket, component_class, em_block_layout
+from bayesgmm.em import _programs
+from bayesgmm.em._fit import seed_key_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +50,27 @@ def compilations():
         yield names
     finally:
         jax.config.update("jax_log_compiles", previous)
+        logger.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def program_log():
+    """What :mod:`bayesgmm.em._programs` did inside the block ("bayesgmm: wrote ...", "loaded")."""
+    lines: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    handler = Catch(level=logging.DEBUG)
+    logger = logging.getLogger("bayesgmm")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield lines
+    finally:
+        logger.setLevel(level)
         logger.removeHandler(handler)
 
 
@@ -114,9 +137,27 @@ def test_second_fit_of_a_shape_class_compiles_nothing():
     assert [em.covariance_type for em in other_structures] == ["tied", "diag", "spherical"]
     spherical = other_structures[-1].params.covariances
     np.testing.assert_allclose(spherical, spherical[:, :1, :1] * np.eye(3))
+    loaded = len(_programs._MEMORY.programs)
     with compilations() as names:
         bg.fit_em(np.c_[Y, Y[:, :1] ** 2], 3, n_init=2)  # a new D is a new program
-    assert any("fit_restarts" in name for name in names)
+    # compiled, or loaded from an earlier run's file (the disk cache is on)
+    assert len(_programs._MEMORY.programs) == loaded + 1
+    key = jax.random.key(5)
+    with compilations() as names:  # a key instead of a seed: the same program
+        by_key = bg.fit_em(Y, 3, n_init=2, key=key)
+    assert names == [], names
+    assert len(_programs._MEMORY.programs) == loaded + 1
+    by_seed = bg.fit_em(Y, 3, n_init=2, seed=5)
+    np.testing.assert_array_equal(by_key.restart_objectives, by_seed.restart_objectives)
+
+
+def test_seeds_become_jax_keys_without_jax():
+    """fit_em's key from a seed, made in NumPy, is JAX's key of that seed."""
+    with jax.enable_x64(True):
+        for seed in (0, 1, 5, 2**32 - 1, 2**32, 2**40 + 7, 2**63 - 1):
+            np.testing.assert_array_equal(
+                seed_key_data(seed), jax.random.key_data(jax.random.key(seed))
+            )
 
 
 def test_padded_components_change_nothing_beyond_rounding(monkeypatch):
@@ -236,7 +277,7 @@ def test_a_second_process_reads_the_compiled_programs_from_disk(tmp_path):
         import bayesgmm as bg
         jax.config.update("jax_log_compiles", True)
         logging.basicConfig(level=logging.DEBUG, format="%(message)s")
-        bg.fit_em(bg.datasets.load_faithful(), 2)
+        print(bg.fit_em(bg.datasets.load_faithful(), 2).log_likelihood.hex())
         """
     )
     env = {**os.environ, "BAYESGMM_CACHE_DIR": str(tmp_path / "cache")}
@@ -246,10 +287,46 @@ def test_a_second_process_reads_the_compiled_programs_from_disk(tmp_path):
         )
         for _ in range(2)
     ]
-    hit = "Persistent compilation cache hit for 'jit_fit_restarts'"
-    assert hit not in runs[0].stderr
-    assert hit in runs[1].stderr
-    assert any((tmp_path / "cache").iterdir())
+    # The first process compiles and writes the whole program; the second loads
+    # it without tracing or lowering it (JAX's own cache would trace and lower).
+    assert "Compiling jit(fit_from_key_stored)" in runs[0].stderr
+    assert "bayesgmm: wrote the compiled program fit_em-" in runs[0].stderr
+    assert "bayesgmm: loaded the compiled program fit_em-" not in runs[0].stderr
+    assert "bayesgmm: loaded the compiled program fit_em-" in runs[1].stderr
+    assert "fit_from_key" not in runs[1].stderr, runs[1].stderr
+    assert runs[0].stdout == runs[1].stdout  # the same fit, to the last digit
+    assert any((tmp_path / "cache" / _programs.FOLDER).iterdir())
+
+
+def test_a_broken_program_file_is_compiled_again(tmp_path):
+    """A file that cannot be loaded costs a compilation, never a wrong or failed fit."""
+    X = bg.datasets.load_faithful()[:100]
+    expected = bg.fit_em(X, 2, covariance_type="diag", seed=3)
+    previous = jax.config.jax_compilation_cache_dir
+    try:
+        bg.set_compilation_cache(tmp_path)
+        _programs.clear()
+        with program_log() as log:
+            bg.fit_em(X, 2, covariance_type="diag", seed=3)
+        assert [line.split()[1] for line in log] == ["wrote"], log
+        (path,) = (tmp_path / _programs.FOLDER).iterdir()
+        path.write_bytes(b"not a program")
+        _programs.clear()
+        with program_log() as log:
+            again = bg.fit_em(X, 2, covariance_type="diag", seed=3)
+        assert [line.split()[1] for line in log] == ["wrote"], log  # not loaded: compiled
+        assert path.stat().st_size > 1000
+        _programs.clear()
+        with program_log() as log, compilations() as names:
+            loaded = bg.fit_em(X, 2, covariance_type="diag", seed=3)
+        assert [line.split()[1] for line in log] == ["loaded"], log
+        assert names == [], names  # from the file, not traced
+    finally:
+        bg.set_compilation_cache(previous)
+        _programs.clear()
+    for fit in (again, loaded):
+        assert fit.log_likelihood == expected.log_likelihood
+        np.testing.assert_array_equal(fit.params.covariances, expected.params.covariances)
 
 
 def test_the_disk_cache_is_on_by_default_and_can_be_moved_or_turned_off(tmp_path):

@@ -380,7 +380,21 @@ def fit_restarts(
     return jax.lax.map(one, keys)
 
 
+def fit_from_key(key_data, X, w, params0, *, n_init, key_impl, **settings) -> FitOutput:
+    """:func:`fit_restarts` from one key, split into ``n_init`` inside the program.
+
+    ``key_data`` is the raw data of a JAX key of implementation ``key_impl``
+    (``jax.random.key_data``): splitting it here rather than before the call
+    spares a fresh process two small programs of its own (seeding and
+    splitting), compiled anew in every process.
+    """
+    keys = jax.random.split(jax.random.wrap_key_data(key_data, impl=key_impl), n_init)
+    return fit_restarts(keys, X, w, params0, **settings)
+
+
 _STATIC = ("n_components", "method", "structure", "max_iter")
+#: The static arguments of :func:`fit_from_key`.
+STATIC = (*_STATIC, "n_init", "key_impl")
 fit_restarts_jit = jax.jit(fit_restarts, static_argnames=_STATIC)
 #: Data with at most this many features compile without XLA's YNNPACK fusions.
 NARROW_FEATURES = 3
@@ -390,15 +404,11 @@ NARROW_FEATURES = 3
 # took 211 us of CPU per EM iteration with it and 141 us without (one core,
 # benchmarks/em_peers.py's first case), while at D = 10 it is the faster
 # (27 ms against 39 ms at N = 1e5). The flag is per program, not per process.
-_fit_restarts_narrow_jit = jax.jit(
-    fit_restarts,
-    static_argnames=_STATIC,
-    compiler_options={"xla_cpu_experimental_ynn_fusion_type": ""},
-)
+NARROW_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
-def fit_program(n_features: int):
-    """The compiled EM program for data of ``n_features`` columns (see above)."""
+def fit_options(n_features: int) -> dict:
+    """XLA's compiler options for the EM program of data of ``n_features`` columns."""
     if n_features <= NARROW_FEATURES and jax.default_backend() == "cpu":
-        return _fit_restarts_narrow_jit
-    return fit_restarts_jit
+        return dict(NARROW_OPTIONS)
+    return {}

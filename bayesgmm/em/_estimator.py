@@ -452,7 +452,7 @@ default="kmeans++"
         log_prob : ndarray of shape (n_samples,)
         """
         X = self._check_X(X)
-        return np.asarray(self._fitted_params().log_prob(X))
+        return _fit.log_prob(self._fitted_params(), X)
 
     def score(self, X, y=None, sample_weight=None):
         """Mean log-likelihood per sample of ``X`` (weighted mean with ``sample_weight``).

@@ -19,15 +19,23 @@ import warnings
 
 import jax
 import numpy as np
+from jax.scipy.special import logsumexp
 
+from bayesgmm._core import _mixture
 from bayesgmm._core import covariance as _cov
-from bayesgmm._core._blocks import em_block_layout
+from bayesgmm._core._blocks import component_class, em_block_layout, row_class
 from bayesgmm._core._precision import resolve_dtype, x64
-from bayesgmm._core._validation import check_fit_inputs, check_sample_weight, column_stats
+from bayesgmm._core._validation import (
+    check_data,
+    check_fit_inputs,
+    check_sample_weight,
+    column_stats,
+)
 from bayesgmm._core._warnings import ConvergenceWarning
 from bayesgmm._core.params import GMMParams
 from bayesgmm._core.priors import Prior
 from bayesgmm.em import _core as _em_core
+from bayesgmm.em import _programs
 from bayesgmm.em._fit import EMResult, check_em_settings, fit_em
 from bayesgmm.em._standardize import Standardizer
 
@@ -59,6 +67,28 @@ def history(result: EMResult) -> np.ndarray:
     return np.asarray(result.history_log_posterior)
 
 
+def _log_prob_rows(params, X):
+    """``log p(x_n)`` of unbatched ``params``, as :meth:`GMMParams.log_prob` computes it."""
+    return logsumexp(_mixture.joint_log_prob(params, X), axis=-1)
+
+
+@x64
+def log_prob(params: GMMParams, X) -> np.ndarray:
+    """``params.log_prob(X)`` (the same padding, the same values), its program kept on disk.
+
+    The estimator scores every fit (``lower_bound_``, ``score``); through
+    :mod:`bayesgmm.em._programs` a fresh process loads the scoring program
+    instead of tracing and lowering it (GridSearchCV scores each fold).
+    """
+    data = check_data(X, dtype=params.dtype, n_features=params.n_features)
+    N, D = data.shape
+    padded = params._pad_components(component_class(N, params.n_components, D))
+    rows = np.empty((row_class(N, padded.n_components, D), D), data.dtype)
+    rows[:N] = data
+    rows[N:] = data[:1]
+    return np.asarray(_programs.call(_log_prob_rows, "log_prob", (padded, rows), {}, (), {}))[:N]
+
+
 def objective(result: EMResult) -> float:
     return result.log_likelihood if result.log_posterior is None else result.log_posterior
 
@@ -70,12 +100,12 @@ def mean_objective(result: EMResult, X, sample_weight) -> float:
     it in the last bits; computing both the same way keeps ``lower_bound_``
     and ``score(X)`` of a fit equal and comparable across fits.
     """
-    log_prob = np.asarray(result.params.log_prob(X))
+    values = log_prob(result.params, X)
     if sample_weight is None:
-        mean = float(log_prob.mean())
+        mean = float(values.mean())
     else:
-        w = check_sample_weight(sample_weight, log_prob.shape[0], np.dtype(np.float64))
-        mean = float(np.average(log_prob, weights=w))
+        w = check_sample_weight(sample_weight, values.shape[0], np.dtype(np.float64))
+        mean = float(np.average(values, weights=w))
     if result.prior is not None:
         log_prior = result.prior.log_prob(result.params, result.covariance_type)
         mean += float(log_prior) / result.n_samples

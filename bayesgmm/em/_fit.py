@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 import jax
 import numpy as np
 
-from bayesgmm._core import _memory_maps, _warnings
+from bayesgmm._core import _warnings
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._blocks import component_class, em_block_layout
 from bayesgmm._core._dask_arrays import is_dask_collection
@@ -29,6 +29,7 @@ from bayesgmm._core._warnings import warn
 from bayesgmm._core.params import GMMParams
 from bayesgmm._core.priors import Prior, log_prior_jit
 from bayesgmm.em import _core as _em_core
+from bayesgmm.em import _programs
 from bayesgmm.em._degenerate import degenerate_components
 from bayesgmm.em._init import INIT_METHODS
 from bayesgmm.em._standardize import Standardizer
@@ -304,7 +305,7 @@ def fit_em(
     )
     if key is None:
         seed = check_seed(seed)
-        key = jax.random.key(0 if seed is None else seed)
+        key = seed_key_data(0 if seed is None else seed)
     stats = column_stats(data, w)
     warn_data_problems(data, w, K, stats)
     warn_reg_covar_scale(data, w, settings["reg_covar"], stats)
@@ -392,7 +393,8 @@ def fit_validated(
 
     ``data`` (N, D) and ``w`` (N,) in the fit's dtype, ``prior`` checked for
     this K and D (``for_map``), ``init`` a method name or unbatched
-    ``GMMParams`` of the right shape, ``key`` a JAX key. The engines that start
+    ``GMMParams`` of the right shape, ``key`` a JAX key (or its raw data,
+    :func:`seed_key_data`). The engines that start
     from EM (:func:`bayesgmm.sample_posterior`, :func:`bayesgmm.find_map`,
     :func:`bayesgmm.compare_models`) call this after validating once.
 
@@ -420,13 +422,16 @@ def fit_validated(
         del data  # the caller's array, or check_fit_inputs' conversion of it
         w_fit, w_scale = _weights_for_fit(w, prior)
         ws = np.concatenate([w_fit, np.zeros(pad, dt)]).reshape(n_blocks, B)
-        program = _em_core.fit_program(D)
-        programs = program._cache_size()
-        out = program(
-            jax.random.split(key, n_init),
+        key_data, key_impl = _key_parts(key)
+        args = (
+            key_data,
             Xs,
             jax.device_put(ws),
             None if params0 is None else std.params_in(params0)._pad_components(K_fit),
+        )
+        kwargs = dict(
+            n_init=n_init,
+            key_impl=key_impl,
             n_components=K_fit,
             method="given" if params0 is not None else init,
             structure=_cov.COVARIANCE_TYPES if family else structure,
@@ -438,12 +443,34 @@ def fit_validated(
             n_active=np.asarray(K, np.int32) if padded else None,
             which=np.asarray(_cov.COVARIANCE_TYPES.index(structure), np.int32) if family else None,
         )
-        if program._cache_size() != programs:  # this fit compiled one
-            _memory_maps.release_if_near_limit()
+        # from memory, from disk (no tracing), or compiled (see bayesgmm.em._programs)
+        out = _programs.call(
+            _em_core.fit_from_key, "fit_em", args, kwargs, _em_core.STATIC, _em_core.fit_options(D)
+        )
         out = jax.tree.map(np.asarray, out)  # one transfer, then NumPy slicing
         out = out._replace(params=out.params._take_components(K))
         totals = (float(w.sum()), int((w > 0).sum()))
         return _select_best(out, std, prior, structure, totals, reg_covar, D, w_scale)
+
+
+def seed_key_data(seed: int) -> np.ndarray:
+    """``jax.random.key_data(jax.random.key(seed))`` under 64-bit integers, computed in NumPy.
+
+    JAX's default key (threefry2x32) holds a 64-bit seed as its two 32-bit
+    halves; making it with JAX would compile a small program in every
+    process. Under another default implementation JAX makes it.
+    """
+    if jax.config.jax_default_prng_impl != "threefry2x32":
+        with jax.enable_x64(True):
+            return jax.random.key(seed)
+    return np.array([seed >> 32, seed & 0xFFFFFFFF], np.uint32)
+
+
+def _key_parts(key) -> tuple[np.ndarray, str]:
+    """The raw data and implementation name of a key (a typed key, or raw key data)."""
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return np.asarray(jax.random.key_data(key)), str(jax.random.key_impl(key))
+    return np.asarray(key, np.uint32), str(jax.config.jax_default_prng_impl)
 
 
 def _weights_for_fit(w: np.ndarray, prior: Prior | None) -> tuple[np.ndarray, float]:
