@@ -329,6 +329,40 @@ def test_a_broken_program_file_is_compiled_again(tmp_path):
         np.testing.assert_array_equal(fit.params.covariances, expected.params.covariances)
 
 
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX file owners and modes")
+def test_a_program_file_others_may_write_is_never_read(tmp_path):
+    """A compiled-program file (pickled calling convention, native code) in a folder or file
+    that someone else may write is not read: a planted pickle there runs no code."""
+    import pickle
+
+    X = bg.datasets.load_faithful()[:100]
+    previous = jax.config.jax_compilation_cache_dir
+    marker = tmp_path / "code-was-run"
+    try:
+        bg.set_compilation_cache(tmp_path)
+        _programs.clear()
+        bg.fit_em(X, 2, covariance_type="tied", seed=4)
+        (path,) = (tmp_path / _programs.FOLDER).iterdir()
+        assert _programs._trusted(path)
+        for target in (path, path.parent):  # group-writable file, then folder
+            path.write_bytes(pickle.dumps(_Planted(marker)))
+            mode = target.stat().st_mode
+            target.chmod(mode | 0o020)
+            _programs.clear()
+            with program_log() as log:
+                bg.fit_em(X, 2, covariance_type="tied", seed=4)
+            assert not marker.exists()
+            assert "loaded" not in " ".join(log), log
+            target.chmod(mode)
+        _programs.clear()
+        with program_log() as log:  # the owner's own, private file is read again
+            bg.fit_em(X, 2, covariance_type="tied", seed=4)
+    finally:
+        bg.set_compilation_cache(previous)
+        _programs.clear()
+    assert not marker.exists()
+
+
 def test_the_disk_cache_is_on_by_default_and_can_be_moved_or_turned_off(tmp_path):
     script = "import jax, bayesgmm; print(jax.config.jax_compilation_cache_dir)"
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}

@@ -21,6 +21,13 @@ With JAX's cache off (``BAYESGMM_CACHE_DIR=off``, or
 the program is an ordinary ``jax.jit`` call. A file that cannot be read,
 written or loaded costs only the compilation; the key names everything a file
 depends on, so a stale one is never used.
+
+A file holds a compiled program, native code, and reading it unpickles the
+calling convention: it must be as trusted as bayesgmm itself. So a file is
+read only when it and its folder belong to the user running Python and no
+one else may write to them (:func:`_trusted`); a folder shared with others
+(``BAYESGMM_CACHE_DIR`` on a group-writable disk) costs compilations, never
+someone else's code.
 """
 
 from __future__ import annotations
@@ -221,9 +228,25 @@ def _trace_context() -> str:
     return ",".join(values)
 
 
+def _trusted(path: Path) -> bool:
+    """Whether ``path`` and its folder are this user's and writable by no one else."""
+    if not hasattr(os, "getuid"):  # no POSIX owners (Windows): the user's own profile
+        return True
+    try:
+        for where in (path, path.parent):
+            st = where.stat()
+            if st.st_uid != os.getuid() or st.st_mode & 0o022:
+                return False
+    except OSError:
+        return False
+    return True
+
+
 def _load(path: Path, key: str):
     from jax.experimental import serialize_executable
 
+    if not _trusted(path):
+        return None
     try:
         with open(path, "rb") as file:
             stored_key, payload, in_tree, out_tree = pickle.load(file)
