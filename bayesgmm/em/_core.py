@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from bayesgmm._core import _linalg
+from bayesgmm._core import _devices, _linalg
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._mixture import component_log_prob
 from bayesgmm._core.params import GMMParams
@@ -73,9 +73,13 @@ def _over_blocks(block, init, X, w, n_used):
     class, see :func:`bayesgmm._core._blocks.em_block_layout`) cost nothing, and
     one compiled program serves every number of blocks up to the allocated one.
     """
-    if n_used is None:
-        return jax.lax.scan(block, init, (X, w))[0]
-    return jax.lax.fori_loop(0, n_used, lambda i, acc: block(acc, (X[i], w[i]))[0], init)
+
+    def fold(init, X, w, n_used):
+        if n_used is None:
+            return jax.lax.scan(block, init, (X, w))[0]
+        return jax.lax.fori_loop(0, n_used, lambda i, acc: block(acc, (X[i], w[i]))[0], init)
+
+    return _devices.sum_over_row_shards(fold, init, X, w, n_used)
 
 
 def e_step(params: GMMParams, X, w, n_used=None) -> Stats:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 import jax
 import numpy as np
 
-from bayesgmm._core import _warnings
+from bayesgmm._core import _devices, _warnings
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._blocks import component_class, em_block_layout
 from bayesgmm._core._dask_arrays import is_dask_collection
@@ -417,16 +417,19 @@ def fit_validated(
         family = padded and structure in _cov.COVARIANCE_TYPES
         K_fit = component_class(N, K, D) if padded else K
         n_blocks, n_used, B = em_block_layout(N, K_fit, D, block_size)
+        if block_size is None:  # blocks split evenly over the CPU devices (see _devices)
+            n_blocks = -(-n_blocks // _devices.n_shards()) * _devices.n_shards()
         pad = n_blocks * B - N
         Xs = std.blocks(data, n_blocks, B)
         del data  # the caller's array, or check_fit_inputs' conversion of it
         w_fit, w_scale = _weights_for_fit(w, prior)
         ws = np.concatenate([w_fit, np.zeros(pad, dt)]).reshape(n_blocks, B)
+        Xs, ws = _devices.place_rows(Xs, ws)
         key_data, key_impl = _key_parts(key)
         args = (
             key_data,
             Xs,
-            jax.device_put(ws),
+            ws,
             None if params0 is None else std.params_in(params0)._pad_components(K_fit),
         )
         kwargs = dict(
