@@ -71,18 +71,21 @@ def n_features_of(n_features: int) -> int:
     return 1 + n_features + n_features * (n_features + 1) // 2
 
 
-def gibbs_block_layout(n_samples: int, n_features: int, block_size: int | None = None):
+def gibbs_block_layout(
+    n_samples: int, n_features: int, block_size: int | None = None, n_outputs: int = 0
+):
     """Blocks of the assignment step: ``(n_alloc, n_used, B)`` as in ``em_block_layout``.
 
-    ``B`` rows such that a block's features fit :data:`GIBBS_BLOCK_ELEMENTS`
-    (at least 64), unless ``block_size`` is given (then the layout is exact);
-    the allocated blocks are rounded up to the shape class of ``n_used``.
+    ``B`` rows such that a block's features, and its ``n_outputs`` (chains x
+    components) log densities, fit :data:`GIBBS_BLOCK_ELEMENTS` (at least 64
+    rows), unless ``block_size`` is given (then the layout is exact); the
+    allocated blocks are rounded up to the shape class of ``n_used``.
     """
     if block_size is not None:
         block_size = min(block_size, n_samples)
         n_blocks = -(-n_samples // block_size)
         return n_blocks, n_blocks, block_size
-    B = max(_MIN_ROWS, GIBBS_BLOCK_ELEMENTS // n_features_of(n_features))
+    B = max(_MIN_ROWS, GIBBS_BLOCK_ELEMENTS // max(n_features_of(n_features), n_outputs))
     if n_samples <= B:
         return 1, 1, B
     n_used = -(-n_samples // B)

@@ -173,7 +173,9 @@ def gibbs_draws(
     dt = data.dtype
     with single_threaded_blas():
         std = Standardizer.from_stats(column_stats(data, w))
-        n_blocks, n_used, B = gibbs_block_layout(N, D, block_size)
+        n_blocks, n_used, B = gibbs_block_layout(
+            N, D, block_size, n_outputs=starts.weights.shape[0] * starts.n_components
+        )
         Xs = std.blocks(data, n_blocks, B)
         ws = np.concatenate([w, np.zeros(n_blocks * B - N, dt)]).reshape(n_blocks, B)
         draws, stats = run_gibbs_jit(

@@ -322,7 +322,7 @@ def sparse_draws(
     dt = data.dtype
     with single_threaded_blas():
         std = Standardizer.from_stats(column_stats(data, w))
-        n_blocks, n_used, B = gibbs_block_layout(N, D, block_size)
+        n_blocks, n_used, B = gibbs_block_layout(N, D, block_size, n_outputs=C * k_max)
         Xs = std.blocks(data, n_blocks, B)
         ws = np.concatenate([w, np.zeros(n_blocks * B - N, dt)]).reshape(n_blocks, B)
         e0_ab = np.asarray(sparse.e0_prior if sparse.e0_prior is not None else (1.0, 1.0), dt)
