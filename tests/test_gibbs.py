@@ -22,6 +22,7 @@ from test_sbc import make_prior as sbc_prior
 
 import bayesgmm as bg
 from bayesgmm._core import _conjugate
+from bayesgmm._core._precision import x64
 
 TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -256,3 +257,100 @@ def test_refusals(faithful):
         bg.sample_posterior(faithful, 2, method="gibbs", step_size=0.1)
     with pytest.raises(ValueError, match="method must be one of"):
         bg.sample_posterior(faithful, 2, method="hmc")
+
+
+def _assign_inputs(seed=0, C=3, K=4, D=3, n_blocks=5, B=70):
+    """Random blocked data with weights 0/1 and C chains of K components (one of weight 0)."""
+    from bayesgmm._core import _linalg
+
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_blocks, B, D))
+    w = (rng.uniform(size=(n_blocks, B)) > 0.2).astype(float)
+    means = rng.standard_normal((C, K, D))
+    A = rng.standard_normal((C, K, D, D))
+    cov = A @ np.swapaxes(A, -1, -2) + 0.3 * np.eye(D)
+    chol = _linalg.cholesky(cov)
+    prec = _linalg.precision_cholesky(chol)
+    logdet = _linalg.logdet_from_cholesky(chol)
+    log_w = np.log(rng.dirichlet(np.ones(K), size=C))
+    log_w[1, 2] = -np.inf
+    return X, w, means, prec, logdet, log_w
+
+
+@x64  # the low-level kernel, without the public entry points' float64 switch
+def test_assignment_statistics_are_those_of_the_drawn_labels():
+    """The one-hot statistics from the feature GEMM against NumPy sums over the labels."""
+    from bayesgmm.bayes._assign import assign_chains
+
+    X, w, means, prec, logdet, log_w = _assign_inputs()
+    n_used = 4  # the last block is padding: never read
+    counts, sums, outer, log_lik, z = jax.jit(lambda *a: assign_chains(*a, n_used, labels=True))(
+        jax.random.key(1), means, prec, logdet, log_w, X, w
+    )
+    z = np.asarray(z)
+    xs, ws = X[:n_used].reshape(-1, X.shape[-1]), w[:n_used].reshape(-1)
+    K = means.shape[1]
+    for c in range(means.shape[0]):
+        onehot = (z[c, :n_used].reshape(-1)[:, None] == np.arange(K)) * ws[:, None]
+        np.testing.assert_allclose(counts[c], onehot.sum(0), rtol=1e-12)
+        np.testing.assert_allclose(sums[c], onehot.T @ xs, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            outer[c], np.einsum("nk,nd,ne->kde", onehot, xs, xs), rtol=1e-12, atol=1e-12
+        )
+        # log-likelihood of the parameters, over the weighted rows
+        from scipy.stats import multivariate_normal
+
+        cov = np.linalg.inv(np.einsum("kde,kfe->kdf", prec[c], prec[c]))
+        dens = np.stack(
+            [
+                np.exp(log_w[c, k]) * multivariate_normal(means[c, k], cov[k]).pdf(xs)
+                for k in range(K)
+            ]
+        )
+        np.testing.assert_allclose(log_lik[c], np.sum(ws * np.log(dens.sum(0))), rtol=1e-10)
+    assert not np.any((z[1, :n_used] == 2) & (w[:n_used] > 0))  # a weight of 0 is never drawn
+    assert np.all(z[:, n_used:] == 0)
+
+
+@x64  # the low-level kernel, without the public entry points' float64 switch
+def test_assignment_log_densities_match_the_whitened_ones():
+    """The quadratic-form log densities equal component_log_prob's whitened residuals."""
+    from bayesgmm._core._mixture import component_log_prob
+    from bayesgmm.bayes._assign import _features, coefficients
+
+    X, _, means, prec, logdet, log_w = _assign_inputs(seed=3)
+    coef = coefficients(means, prec, logdet, log_w)
+    f = _features(X[0], np.ones(X.shape[1]))
+    got = np.einsum("ckf,fb->cbk", coef, f)
+    want = np.stack(
+        [component_log_prob(X[0], means[c], prec[c], logdet[c]) + log_w[c] for c in range(3)]
+    )
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-11)
+    assert np.all(got[~finite] <= -1e299)
+
+
+@x64  # the low-level kernel, without the public entry points' float64 switch
+def test_assignment_draws_follow_the_responsibilities():
+    """Label frequencies over 20,000 keys against the responsibilities (4 binomial sds)."""
+    from bayesgmm._core._mixture import component_log_prob
+    from bayesgmm.bayes._assign import assign_chains
+
+    X, w, means, prec, logdet, log_w = _assign_inputs(seed=4)
+    Xj, wj = jax.numpy.asarray(X), jax.numpy.ones(w.shape)
+    draw = jax.jit(
+        jax.vmap(lambda k: assign_chains(k, means, prec, logdet, log_w, Xj, wj, 1, labels=True)[4])
+    )
+    n = 20_000
+    z = np.asarray(draw(jax.random.split(jax.random.key(5), n)))[:, :, 0, :6]  # (n, C, rows)
+    K = means.shape[1]
+    lp = np.stack(
+        [component_log_prob(X[0, :6], means[c], prec[c], logdet[c]) + log_w[c] for c in range(3)]
+    )
+    p = np.exp(lp - lp.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)  # (C, rows, K)
+    freq = np.stack([(z == k).mean(0) for k in range(K)], axis=-1)
+    sd = np.sqrt(p * (1 - p) / n) + 1e-12
+    assert np.max(np.abs(freq - p) / sd) < 4.5
+    # and the same frequencies are far from those of another chain's parameters
+    assert np.max(np.abs(freq - p[::-1]) / sd) > 10

@@ -208,8 +208,8 @@ def sample_posterior(
     summed out. The draws come back as :class:`~bayesgmm.GMMParams` with
     ``(chain, draw)`` batch axes, side by side with the EM/MAP estimate the
     chains started from. ``method="gibbs"`` samples the same posterior by
-    data augmentation (:mod:`bayesgmm.bayes._gibbs`): each sweep costs about
-    one EM iteration, so it reaches data sets far beyond NUTS.
+    data augmentation (:mod:`bayesgmm.bayes._gibbs`): a sweep of one chain costs
+    less than an EM iteration, so it reaches data sets far beyond NUTS.
 
     Parameters
     ----------

@@ -54,15 +54,14 @@ from jax.scipy.special import gammaln
 
 from bayesgmm._core import _conjugate, _linalg
 from bayesgmm._core import covariance as _cov
-from bayesgmm._core._blocks import em_block_layout
 from bayesgmm._core._precision import x64
 from bayesgmm._core._pytree import unchecked_replace
 from bayesgmm._core._threads import single_threaded_blas
 from bayesgmm._core._validation import column_stats
 from bayesgmm._core.params import GMMParams
 from bayesgmm.bayes import _split_merge
+from bayesgmm.bayes._assign import assign_chains, gibbs_block_layout
 from bayesgmm.bayes._component_prior import draw_independent_means, scale_step
-from bayesgmm.bayes._gibbs import _assign
 from bayesgmm.bayes._posterior import Posterior
 from bayesgmm.em._standardize import Standardizer
 
@@ -128,13 +127,9 @@ def _sweep(key, state, X, w, n_used, prior, log_pk, e0_ab, hyper, beta, cfg):
     prec = _linalg.precision_cholesky(chol)
     logdet = _linalg.logdet_from_cholesky(chol)
     C, k_max = params.weights.shape
-    data_axis = 0 if per_chain_data else None
     fam = _cov.get(structure).conjugate
-    assign = functools.partial(_assign, beta=beta, labels=n_moves > 0)
-    counts, sums, outer, log_lik, *labels = jax.vmap(
-        assign, in_axes=(0, 0, 0, 0, 0, data_axis, data_axis, None)
-    )(
-        jax.random.split(key_z, C),
+    counts, sums, outer, log_lik, *labels = assign_chains(
+        key_z,
         params.means,
         prec,
         logdet,
@@ -142,6 +137,9 @@ def _sweep(key, state, X, w, n_used, prior, log_pk, e0_ab, hyper, beta, cfg):
         X,
         w,
         n_used,
+        per_chain_data=per_chain_data,
+        beta=beta,
+        labels=n_moves > 0,
     )
     split_merge = jnp.zeros(C, counts.dtype)
     if n_moves:  # step 1b: split-merge moves on the partition (weights, theta integrated out)
@@ -324,7 +322,7 @@ def sparse_draws(
     dt = data.dtype
     with single_threaded_blas():
         std = Standardizer.from_stats(column_stats(data, w))
-        n_blocks, n_used, B = em_block_layout(N, k_max, D, block_size)
+        n_blocks, n_used, B = gibbs_block_layout(N, D, block_size, n_outputs=C * k_max)
         Xs = std.blocks(data, n_blocks, B)
         ws = np.concatenate([w, np.zeros(n_blocks * B - N, dt)]).reshape(n_blocks, B)
         e0_ab = np.asarray(sparse.e0_prior if sparse.e0_prior is not None else (1.0, 1.0), dt)

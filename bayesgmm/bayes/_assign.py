@@ -1,0 +1,214 @@
+"""The assignment step of the Gibbs samplers: every row's component, and its statistics.
+
+``z | theta, X`` for every chain at once, block by block over the data, for
+:mod:`bayesgmm.bayes._gibbs` and :mod:`bayesgmm.bayes._telescope`. With hard
+assignments everything a sweep needs from a row is one vector of features,
+
+    f(x) = w * [1, x_1, ..., x_D, x_1 x_1, x_1 x_2, ..., x_D x_D]
+
+(``w`` the row's weight, 0 or 1; the products ``vech(x x^T)`` in the row-major
+order of ``np.triu_indices(D)``): ``F = 1 + D + D (D + 1) / 2`` values.
+
+- The log densities are linear in ``f``: ``log w_k + log N(x | mu_k, Sigma_k)
+  = c_k + (Lambda_k mu_k)^T x - x^T Lambda_k x / 2`` with ``Lambda_k`` the
+  precision. One GEMM of the block's features with the coefficients of all
+  chains' components gives every ``(chain, component, row)`` at once:
+  ``F x C K`` multiply-adds per row, against ``D x D K`` and as many
+  elementwise operations again per chain for the whitened residuals of
+  :func:`bayesgmm._core._mixture.component_log_prob`.
+- The draw: one uniform per row and chain against the cumulative
+  ``exp(log p - max)``, as before.
+- The statistics of the drawn assignments are the one-hot matrix times the
+  same features, a second GEMM: counts, sums and ``vech`` of the outer
+  products of every component of every chain, ``C K x F`` per row, without
+  the ``K``-fold ``(D + 1) x D K`` product of
+  :func:`bayesgmm.em._core.stats_from_responsibilities` (whose soft
+  responsibilities need it).
+
+The block is held transposed, ``(F, B)`` with the rows last, so that every
+elementwise step (features, maximum, exp, cumulative sum, comparisons) runs
+along contiguous rows and vectorises; ``K`` or ``D`` last (8 or 10 values)
+does not. The data keep their ``(n_blocks, B, D)`` layout.
+
+Numerics. Written as a quadratic form the log density loses
+``~eps |x|^2 ||Lambda_k||`` to cancellation, against ``~eps |x| ||P_k||
+sqrt(maha)`` for the whitened residuals; the data are standardised first
+(``|x|`` of order ``sqrt(D)``), so that is ``1e-13`` for a component of unit
+scale and ``1e-7`` for one with a standard deviation of ``1e-4`` in some
+direction, far below what moves a draw (the categorical draw already resolves
+probabilities to ``2^-53``). ``tests/test_gibbs.py`` checks the statistics
+against NumPy and the log densities against the whitened ones.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesgmm._core import _linalg
+from bayesgmm._core._blocks import bucket
+
+__all__ = [
+    "GIBBS_BLOCK_ELEMENTS",
+    "assign_chains",
+    "coefficients",
+    "gibbs_block_layout",
+    "n_features_of",
+    "unpack_stats",
+]
+
+#: Largest ``features x rows`` block. Up to 2^14 elements (128 KiB in float64)
+#: XLA's CPU runtime runs an operation on the calling thread (see
+#: :mod:`bayesgmm._core._blocks`); larger ones go to its thread pool.
+GIBBS_BLOCK_ELEMENTS = 1 << 14
+#: Lower bound on the rows of a block (per-block overheads).
+_MIN_ROWS = 64
+
+
+def n_features_of(n_features: int) -> int:
+    """``F = 1 + D + D (D + 1) / 2``: features of one row."""
+    return 1 + n_features + n_features * (n_features + 1) // 2
+
+
+def gibbs_block_layout(
+    n_samples: int, n_features: int, block_size: int | None = None, n_outputs: int = 0
+):
+    """Blocks of the assignment step: ``(n_alloc, n_used, B)`` as in ``em_block_layout``.
+
+    ``B`` rows such that a block's features, and its ``n_outputs`` (chains x
+    components) log densities, fit :data:`GIBBS_BLOCK_ELEMENTS` (at least 64
+    rows), unless ``block_size`` is given (then the layout is exact); the
+    allocated blocks are rounded up to the shape class of ``n_used``.
+    """
+    if block_size is not None:
+        block_size = min(block_size, n_samples)
+        n_blocks = -(-n_samples // block_size)
+        return n_blocks, n_blocks, block_size
+    B = max(_MIN_ROWS, GIBBS_BLOCK_ELEMENTS // max(n_features_of(n_features), n_outputs))
+    if n_samples <= B:
+        return 1, 1, B
+    n_used = -(-n_samples // B)
+    return bucket(n_used), n_used, B
+
+
+def _features(xb, wb):
+    """Features ``(F, B)`` of a block ``xb`` (B, D) with weights ``wb`` (B,) (0 or 1)."""
+    xt = (xb * wb[:, None]).T  # (D, B); w^2 = w
+    D = xt.shape[0]
+    return jnp.concatenate([wb[None], xt] + [xt[d : d + 1] * xt[d:] for d in range(D)], axis=0)
+
+
+def coefficients(means, prec_chol, logdet, log_w, beta=1.0):
+    """``(..., K, F)`` coefficients with ``f(x) . coef_k = log w_k + beta log N(x | k)``.
+
+    ``prec_chol`` are the upper factors ``P_k`` (``Lambda_k = P_k P_k^T``) of
+    :func:`bayesgmm._core._linalg.precision_cholesky`. A weight of 0 gives a
+    constant of ``-1e300`` instead of ``-inf``, so that a padding row's zero
+    features give 0, not NaN, and a real row's probability is still exactly 0.
+    """
+    D = means.shape[-1]
+    a = jnp.einsum("...kd,...kde->...ke", means, prec_chol)  # mu^T P
+    lam = jnp.einsum("...kde,...kfe->...kdf", prec_chol, prec_chol)  # P P^T
+    lin = jnp.einsum("...kde,...ke->...kd", prec_chol, a)  # Lambda mu
+    const = -0.5 * (D * _linalg.LOG_2PI + logdet + jnp.sum(a * a, axis=-1))
+    i, j = np.triu_indices(D)
+    quad = jnp.where(i == j, -0.5, -1.0) * lam[..., i, j]
+    tiny = jnp.asarray(-1e300, means.dtype)
+    bias = jnp.maximum(beta * const + log_w, tiny)
+    return jnp.concatenate([bias[..., None], beta * lin, beta * quad], axis=-1)
+
+
+def unpack_stats(S, n_features: int):
+    """Counts ``(..., K)``, sums ``(..., K, D)``, outer products ``(..., K, D, D)`` from ``S``."""
+    D = n_features
+    i, j = np.triu_indices(D)
+    vech = S[..., 1 + D :]
+    outer = jnp.zeros((*S.shape[:-1], D, D), S.dtype).at[..., i, j].set(vech)
+    outer = outer.at[..., j, i].set(vech)
+    return S[..., 0], S[..., 1 : 1 + D], outer
+
+
+def _draw_block(key, coef, xb, wb, labels: bool):
+    """One block of every chain: features, draws, statistics; ``coef`` (C, K, F)."""
+    C, K, F = coef.shape
+    B = xb.shape[0]
+    dt = xb.dtype
+    f = _features(xb, wb)  # (F, B)
+    lp = (coef.reshape(C * K, F) @ f).reshape(C, K, B)
+    top = jnp.max(lp, axis=1)
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    cum = jnp.cumsum(jnp.exp(lp - top[:, None]), axis=1)
+    total = cum[:, -1]
+    u = jax.random.uniform(key, (C, B), dtype=dt)
+    below = cum[:, :-1] < (u * total)[:, None]  # (C, K - 1, B): component > k
+    # one-hot of z = #{k < K - 1: cum_k < u total} (so z <= K - 1)
+    below = below.astype(dt)
+    ones = jnp.ones((C, 1, B), dt)
+    zeros = jnp.zeros((C, 1, B), dt)
+    onehot = jnp.concatenate([ones, below], axis=1) - jnp.concatenate([below, zeros], axis=1)
+    S = onehot.reshape(C * K, B) @ f.T  # (C K, F)
+    ll = jnp.sum(jnp.where(wb > 0, wb * (top + jnp.log(total)), 0.0), axis=1)
+    z = jnp.sum(below, axis=1).astype(jnp.int32) if labels else None
+    return S.reshape(C, K, F), ll, z
+
+
+def _assign_shared(key, coef, X, w, n_used, labels: bool):
+    C, K, F = coef.shape
+
+    def block(i, acc):
+        S, ll, z = _draw_block(jax.random.fold_in(key, i), coef, X[i], w[i], labels)
+        out = (acc[0] + S, acc[1] + ll)
+        return out + ((acc[2].at[:, i].set(z),) if labels else ())
+
+    init = (jnp.zeros((C, K, F), X.dtype), jnp.zeros(C, X.dtype))
+    init += (jnp.zeros((C, *X.shape[:2]), jnp.int32),) if labels else ()
+    return jax.lax.fori_loop(0, n_used, block, init)
+
+
+def assign_chains(
+    key,
+    means,
+    prec_chol,
+    logdet,
+    log_w,
+    X,
+    w,
+    n_used,
+    *,
+    per_chain_data: bool = False,
+    beta=1.0,
+    labels: bool = False,
+):
+    """Draw every row's component in every chain; the statistics and log-likelihoods.
+
+    Parameters
+    ----------
+    key : jax.random key
+    means, prec_chol, logdet, log_w : arrays (C, K, D), (C, K, D, D), (C, K), (C, K)
+        Every chain's components (``prec_chol`` the upper precision factors).
+    X : array (n_blocks, B, D), or (C, n_blocks, B, D) with ``per_chain_data``
+    w : array (n_blocks, B), or (C, n_blocks, B); weights 0 or 1
+    n_used : int
+        Blocks that hold data.
+    beta : float
+        Likelihood temperature (``beta = 0`` draws the rows from the weights alone).
+    labels : bool
+        Also return the drawn components (C, n_blocks, B) (0 past ``n_used``).
+
+    Returns
+    -------
+    counts (C, K), sums (C, K, D), outer (C, K, D, D), log_lik (C,)[, labels]
+    """
+    D = means.shape[-1]
+    coef = coefficients(means, prec_chol, logdet, log_w, beta)
+    if per_chain_data:  # one chain at a time over its own data, each with its own key
+        C = coef.shape[0]
+        one = lambda k, c, x, v: jax.tree.map(  # noqa: E731
+            lambda a: a[0], _assign_shared(k, c[None], x, v, n_used, labels)
+        )
+        out = jax.vmap(one)(jax.random.split(key, C), coef, X, w)
+    else:
+        out = _assign_shared(key, coef, X, w, n_used, labels)
+    counts, sums, outer = unpack_stats(out[0], D)
+    return (counts, sums, outer, *out[1:])
