@@ -31,15 +31,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
-def compilations():
-    """Names of the programs JAX lowers and compiles inside the block (cache hits included)."""
+def _jax_log(prefix, name_of):
+    """``name_of(message)`` for each of JAX's compile-log messages starting with ``prefix``."""
     names: list[str] = []
 
     class Catch(logging.Handler):
         def emit(self, record):
             message = record.getMessage()
-            if message.startswith("Compiling "):
-                names.append(message.split(" with ")[0][len("Compiling ") :])
+            if message.startswith(prefix):
+                names.append(name_of(message))
 
     handler = Catch(level=logging.DEBUG)
     logger = logging.getLogger("jax")
@@ -51,6 +51,11 @@ def compilations():
     finally:
         jax.config.update("jax_log_compiles", previous)
         logger.removeHandler(handler)
+
+
+def compilations():
+    """Names of the programs JAX lowers and compiles inside the block (cache hits included)."""
+    return _jax_log("Compiling ", lambda m: m.split(" with ")[0][len("Compiling ") :])
 
 
 @contextlib.contextmanager
@@ -428,27 +433,9 @@ def test_repeated_posteriors_from_kmeanspp_starts_compile_nothing():
     assert not np.allclose(posts[0].params.means, posts[1].params.means)
 
 
-@contextlib.contextmanager
 def tracings():
     """Names of the functions JAX traces inside the block."""
-    names: list[str] = []
-
-    class Catch(logging.Handler):
-        def emit(self, record):
-            message = record.getMessage()
-            if message.startswith("Finished tracing "):
-                names.append(message.split()[2])
-
-    handler = Catch(level=logging.DEBUG)
-    logger = logging.getLogger("jax")
-    logger.addHandler(handler)
-    previous = jax.config.jax_log_compiles
-    jax.config.update("jax_log_compiles", True)
-    try:
-        yield names
-    finally:
-        jax.config.update("jax_log_compiles", previous)
-        logger.removeHandler(handler)
+    return _jax_log("Finished tracing ", lambda m: m.split()[2])
 
 
 def test_an_exported_program_is_read_back_without_tracing(tmp_path, monkeypatch):
