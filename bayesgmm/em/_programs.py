@@ -52,6 +52,12 @@ from bayesgmm._core import _memory_maps
 __all__ = ["FOLDER", "call", "clear"]
 
 FOLDER = "bayesgmm-programs"
+#: Keeping executables on disk is off unless this is set to 1: with jaxlib 0.10.2 a
+#: process that ran executables read back from these files crashed (a segmentation
+#: fault in two of ~800 tests of the suite's second run, after a first run had
+#: written them), and JAX's own loader had already shown an incomplete serialisation
+#: (see :func:`_jitted`). Off, every program goes through ``jax.jit`` and JAX's cache.
+ENV_VAR = "BAYESGMM_STORE_EXECUTABLES"
 _LOG = logging.getLogger("bayesgmm")
 _FIXED: list[str] = []  # the parts of the key that do not change within a process
 
@@ -98,6 +104,8 @@ def clear() -> None:
 
 
 def _folder() -> Path | None:
+    if os.environ.get(ENV_VAR, "") != "1":
+        return None
     base = jax.config.jax_compilation_cache_dir
     return Path(base) / FOLDER if base else None
 
