@@ -21,9 +21,8 @@ lint: $(STAMP)
 
 # One worker per core, each test module kept whole on one worker (its module
 # fixtures are computed once). With the compiled programs in bayesgmm's disk cache:
-# 11 minutes on 2 cores shared with other work (load 2-5), 15 minutes of CPU time,
-# so about 8 minutes at best on 2 idle cores; a first run also compiles them
-# (20 minutes under load 6).
+# 6.5 minutes on 2 cores (load ~2), 12 minutes of CPU time; a first run after a
+# change of bayesgmm's source also compiles and traces them (13-15 minutes).
 test: lint
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
