@@ -370,7 +370,7 @@ def test_em_releases_compiled_programs_near_the_map_limit(monkeypatch, rng):
         again = bg.fit_em(X, 2, **kw)  # nothing compiled: nothing to check
     assert cleared == []
     with pytest.warns(UserWarning, match="vm.max_map_count") as caught:
-        other = bg.fit_em(X[:, :2], 2, **kw)  # a new D: a new program
+        other = bg.fit_em(np.c_[X, X[:, :2] ** 2], 2, **kw)  # D = 5, a new feature class
     assert cleared == [1]
     assert __file__ in {w.filename for w in caught if "max_map_count" in str(w.message)}
     np.testing.assert_allclose(again.log_likelihood, first.log_likelihood, rtol=1e-12)

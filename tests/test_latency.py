@@ -23,7 +23,7 @@ from scipy.stats import multivariate_normal
 
 import bayesgmm as bg
 from bayesgmm._core import _blocks, covariance
-from bayesgmm._core._blocks import bucket, component_class, em_block_layout
+from bayesgmm._core._blocks import bucket, component_class, em_block_layout, feature_class
 from bayesgmm.em import _programs
 from bayesgmm.em._fit import seed_key_data
 
@@ -142,9 +142,17 @@ def test_second_fit_of_a_shape_class_compiles_nothing():
     assert [em.covariance_type for em in other_structures] == ["tied", "diag", "spherical"]
     spherical = other_structures[-1].params.covariances
     np.testing.assert_allclose(spherical, spherical[:, :1, :1] * np.eye(3))
+    assert feature_class(280, 3, 3) == feature_class(280, 3, 1) == feature_class(280, 3, 4) == 4
+    with compilations() as names:  # D = 1..4 are one feature class
+        other_d = [
+            bg.fit_em(np.c_[Y, Y[:, :1] ** 2], 3, n_init=2),
+            bg.fit_em(Y[:, 0], 3, n_init=2),
+        ]
+    assert names == [], names
+    assert [em.n_features for em in other_d] == [4, 1]
     with compilations() as names:
-        bg.fit_em(np.c_[Y, Y[:, :1] ** 2], 3, n_init=2)  # a new D is a new program
-    assert names, "a new number of features must be a program of its own"
+        bg.fit_em(np.c_[Y, Y[:, :2] ** 2], 3, n_init=2)  # D = 5: the next class, 6
+    assert names, "a new feature class must be a program of its own"
     key = jax.random.key(5)
     with compilations() as names:  # a key instead of a seed: the same program
         by_key = bg.fit_em(Y, 3, n_init=2, key=key)
@@ -181,6 +189,75 @@ def test_padded_components_change_nothing_beyond_rounding(monkeypatch):
                 np.testing.assert_allclose(
                     getattr(padded.params, name), getattr(exact.params, name), atol=1e-10
                 )
+
+
+def test_padded_features_change_nothing_beyond_rounding(monkeypatch):
+    """D padded to its class with zero columns (mean 0, variance 1): the fit without padding.
+
+    Every structure (spherical divides by the real D), sample weights, a given
+    start, 1 and 3 features; the log-likelihood gets the padding's constant back.
+    """
+    rng = np.random.default_rng(3)
+    # Jittered: Old Faithful's whole minutes put rows exactly halfway between two
+    # k-means++ centres, where the last bit of a distance picks the side.
+    X = bg.datasets.load_faithful() + rng.normal(0.0, 0.01, (272, 2))
+    data = {1: X[:, 1], 3: np.c_[X, X[:, 0] ** 2 / 10 + rng.normal(size=len(X))]}
+    w = rng.uniform(0.2, 3.0, len(X))
+    start = bg.fit_em(data[3], 2, max_iter=2, tol=0, covariance_type="diag").params
+
+    def fits():
+        # A fixed number of iterations: a stopping rule met at the edge of tol
+        # can flip with the last bit, and one iteration more is not a difference.
+        kw = dict(n_init=2, seed=4, sample_weight=w, tol=0.0, max_iter=25)
+        out = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", bg.ConvergenceWarning)
+            for d, Y in data.items():
+                for structure in ("full", "tied", "diag", "spherical"):
+                    out[d, structure] = bg.fit_em(Y, 2, covariance_type=structure, **kw)
+            out["given"] = bg.fit_em(data[3], 2, init=start, covariance_type="spherical")
+        return out
+
+    assert feature_class(len(X), 2, 1) == feature_class(len(X), 2, 3) == 4
+    padded = fits()
+    with monkeypatch.context() as m:
+        m.setattr(_blocks, "COMPONENT_PAD_ELEMENTS", 0)  # no classes: D and K themselves
+        assert feature_class(len(X), 2, 3) == 3
+        exact = fits()
+    for key, a in padded.items():
+        b = exact[key]
+        assert a.n_iter == b.n_iter, key
+        assert a.params.covariances.shape == b.params.covariances.shape, key
+        np.testing.assert_allclose(a.log_likelihood, b.log_likelihood, rtol=1e-13, err_msg=key)
+        np.testing.assert_allclose(a.history, b.history, rtol=1e-12, err_msg=key)
+        np.testing.assert_allclose(a.icl, b.icl, rtol=1e-12, err_msg=key)
+        for name in ("weights", "means", "covariances"):
+            np.testing.assert_allclose(
+                getattr(a.params, name), getattr(b.params, name), atol=1e-10, err_msg=key
+            )
+
+
+def test_scoring_pads_features_into_one_program():
+    """log_prob, its components and responsibilities of D = 1..4: one program each, same values."""
+    X = bg.datasets.load_faithful()
+    fits = {d: bg.fit_em(np.c_[X, X[:, :1] ** 2][:, :d], 2, seed=0) for d in (1, 2, 3)}
+    fits[2].params.log_prob(X[:10])
+    fits[2].params.responsibilities(X[:10])
+    fits[2].params.log_prob_components(X[:10])
+    with compilations() as names:
+        for d, em in fits.items():
+            Y = np.c_[X, X[:, :1] ** 2][:50, :d]
+            p = em.params
+            direct = [
+                np.log(p.weights[j]) + multivariate_normal(p.means[j], p.covariances[j]).logpdf(Y)
+                for j in range(2)
+            ]
+            direct = np.stack(direct, axis=-1).reshape(50, 2)
+            np.testing.assert_allclose(p.log_prob_components(Y), direct, rtol=1e-11)
+            np.testing.assert_allclose(p.log_prob(Y), np.logaddexp(*direct.T), rtol=1e-11)
+            resp = np.exp(direct - np.logaddexp(*direct.T)[:, None])
+            np.testing.assert_allclose(p.responsibilities(Y), resp, rtol=1e-10)
+    assert [n for n in names if "log_prob" in n or "responsibilities" in n] == [], names
 
 
 def test_scoring_pads_rows_and_components_into_one_program():

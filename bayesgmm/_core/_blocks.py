@@ -26,6 +26,7 @@ __all__ = [
     "component_class",
     "em_block_layout",
     "em_rows_per_block",
+    "feature_class",
     "row_class",
     "rows_per_block",
 ]
@@ -130,3 +131,26 @@ def component_class(n_samples: int, n_components: int, n_features: int) -> int:
     if row_class(n_samples, k, n_features) * k * max(1, int(n_features)) > COMPONENT_PAD_ELEMENTS:
         return int(n_components)
     return k
+
+
+#: Features of a small fit are padded up to their class, ``ceil(2 ** (k / 2))``
+#: from 4 on (4, 6, 8, 12, 16, 23, 32, ...): the padding columns are zeros that
+#: EM models with mean 0 and variance 1, independent of the rest (see
+#: :func:`bayesgmm.em._core.m_step`), so one compiled program serves D = 1..4,
+#: another D = 5, 6, and so on.
+MIN_FEATURES = 4
+FEATURE_STEPS_PER_DOUBLING = 2
+
+
+def feature_class(n_samples: int, n_components: int, n_features: int) -> int:
+    """How many features a fit of N rows, K components, D features computes with.
+
+    The next size of the ladder :func:`bucket` (``minimum`` 4, two steps per
+    doubling) when the padded problem, with K padded to its class too, is small
+    (as in :func:`component_class`), else ``D`` itself.
+    """
+    d = bucket(n_features, MIN_FEATURES, FEATURE_STEPS_PER_DOUBLING)
+    k = max(MIN_COMPONENTS, 1 << (int(n_components) - 1).bit_length())
+    if row_class(n_samples, k, d) * k * d > COMPONENT_PAD_ELEMENTS:
+        return int(n_features)
+    return d

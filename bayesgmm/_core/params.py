@@ -10,6 +10,7 @@ import numpy as np
 
 from bayesgmm._core import _blocks, _mixture, _pytree
 from bayesgmm._core._dask_arrays import is_dask_collection, map_rows
+from bayesgmm._core._linalg import LOG_2PI as _LOG_2PI
 from bayesgmm._core._precision import resolve_dtype, x64
 from bayesgmm._core._validation import check_data, check_positive_int
 
@@ -180,6 +181,39 @@ class GMMParams:
             self.covariances[..., :n_components, :, :],
         )
 
+    def _pad_features(self, n_features: int) -> GMMParams:
+        """These parameters in ``n_features`` dimensions: the new ones mean 0, variance 1.
+
+        The padding of a feature class (:func:`bayesgmm._core._blocks.feature_class`):
+        the new coordinates are independent of the others in every component, so
+        the density of a row padded with zeros is its own times
+        ``(2 pi) ** (-(n_features - D) / 2)`` and every responsibility is unchanged.
+        """
+        extra = n_features - self.n_features
+        if extra <= 0:
+            return self
+        D, dt = self.n_features, self.dtype
+        xp = jnp if any(_is_tracer(x) for x in jax.tree.leaves(self)) else np
+        means = xp.concatenate(
+            [self.means, xp.zeros((*self.means.shape[:-1], extra), dt)], axis=-1
+        )
+        cov = xp.zeros((*self.covariances.shape[:-2], n_features, n_features), dt)
+        if xp is np:
+            cov[..., :D, :D] = self.covariances
+        else:
+            cov = cov.at[..., :D, :D].set(self.covariances)
+        cov = xp.where(np.arange(n_features) >= D, xp.eye(n_features, dtype=dt), cov)
+        return GMMParams._unchecked(self.weights, means, cov)
+
+    def _take_features(self, n_features: int) -> GMMParams:
+        """The first ``n_features`` coordinates (undoes :meth:`_pad_features`)."""
+        if n_features == self.n_features:
+            return self
+        D = n_features
+        return GMMParams._unchecked(
+            self.weights, self.means[..., :D], self.covariances[..., :D, :D]
+        )
+
     def to_numpy(self) -> dict[str, np.ndarray]:
         """The three arrays as a dict of NumPy arrays."""
         return {
@@ -216,30 +250,39 @@ class GMMParams:
         K = self.n_components if per_component else None
         return map_rows(getattr(self._host(), method), X, K, self.dtype)
 
-    def _per_row(self, fn, X, *, per_component: bool) -> np.ndarray:
+    def _per_row(self, fn, X, *, per_component: bool, density: bool = True) -> np.ndarray:
         """``fn(params, rows)`` on ``X`` padded to its shape class, cut back to N (and K).
 
         Rows are padded up to their :func:`~bayesgmm._core._blocks.row_class`
-        (copies of the first row) and unbatched parameters' components up to
-        their :func:`~bayesgmm._core._blocks.component_class`, so that scoring
-        data of similar size, or fits of another K, reuse one compiled program.
+        (copies of the first row); for unbatched parameters, components up to
+        their :func:`~bayesgmm._core._blocks.component_class` and features up
+        to their :func:`~bayesgmm._core._blocks.feature_class` (columns of
+        zeros, see :meth:`_pad_features`), so that scoring data of similar
+        size, or fits of another K or D, reuse one compiled program. ``density``
+        says ``fn`` returns log densities, which the padding coordinates lower
+        by ``log(2 pi) / 2`` each: that is added back.
         """
         data = check_data(X, dtype=self.dtype, n_features=self.n_features)
         if any(_is_tracer(leaf) for leaf in jax.tree.leaves(self)):
             return fn(self, data)
         N, D = data.shape
         K = self.n_components
-        params = self
+        params, width = self, D
         if not self.batch_shape:
-            params = self._pad_components(_blocks.component_class(N, K, D))
-        n = _blocks.row_class(N, params.n_components, D)
-        rows = np.empty((n, D), data.dtype)
-        rows[:N] = data
-        rows[N:] = data[:1]
+            width = _blocks.feature_class(N, K, D)
+            params = self._pad_features(width)
+            params = params._pad_components(_blocks.component_class(N, K, width))
+        n = _blocks.row_class(N, params.n_components, width)
+        rows = np.zeros((n, width), data.dtype)
+        rows[:N, :D] = data
+        rows[N:, :D] = data[:1]
         # NumPy arguments go to the compiled program as they are: jnp.asarray
         # would compile a small copying program for every new shape.
         out = np.asarray(fn(params, rows))
-        return out[..., :N, :K] if per_component else out[..., :N]
+        out = out[..., :N, :K] if per_component else out[..., :N]
+        if density and width > D:
+            out = out + np.asarray(0.5 * (width - D) * _LOG_2PI, out.dtype)
+        return out
 
     @x64
     def log_prob_components(self, X) -> np.ndarray:
@@ -300,7 +343,7 @@ class GMMParams:
         """
         if is_dask_collection(X):  # lazily, chunk by chunk where the chunks live
             return self._lazy("responsibilities", X, per_component=True)
-        resp = self._per_row(_mixture.responsibilities_jit, X, per_component=True)
+        resp = self._per_row(_mixture.responsibilities_jit, X, per_component=True, density=False)
         ok = np.isfinite(resp).all(axis=-1)
         if not ok.all():
             bad = np.flatnonzero(~ok.reshape(-1, ok.shape[-1]).all(axis=0))

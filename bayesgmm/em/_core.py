@@ -137,7 +137,9 @@ def stats_from_responsibilities(X, w, resp) -> Stats:
     return Stats(counts, sums, outer, zero, zero)
 
 
-def m_step(stats: Stats, structure, prior, reg_covar, n_active=None, which=None) -> GMMParams:
+def m_step(
+    stats: Stats, structure, prior, reg_covar, n_active=None, which=None, n_features=None
+) -> GMMParams:
     """Parameters maximising the expected complete-data log-likelihood (or posterior).
 
     Means: ``(sum_n r_nk x_n + kappa m0) / (N_k + kappa)`` (``kappa = 0``
@@ -155,6 +157,15 @@ def m_step(stats: Stats, structure, prior, reg_covar, n_active=None, which=None)
     only) a tuple of names and ``which`` a traced index into it: one compiled
     program then serves every structure of the tuple (the built-in four,
     :data:`bayesgmm.COVARIANCE_TYPES`, for maximum likelihood on small data).
+
+    With ``n_features`` (features padded to a class with columns of zeros,
+    maximum likelihood and the built-in structures only), the coordinates from
+    ``n_features`` on are padding: they come out with mean 0, variance 1 and no
+    covariance with the others, so they add the same constant to every
+    component's log density. Before the structure's estimator sees the scatter
+    matrices, their padding diagonal is filled with the mean of the real
+    diagonal, which makes a spherical variance (trace over dimension) that of
+    the real coordinates; every other estimate of the padding is replaced.
     """
     dtype = stats.sums.dtype
     K, D = stats.sums.shape
@@ -180,6 +191,14 @@ def m_step(stats: Stats, structure, prior, reg_covar, n_active=None, which=None)
         alpha = prior.weight_concentration
         weights = (counts + alpha - 1.0) / (counts.sum() + alpha.sum() - K)
     scatter = _linalg.symmetrize(scatter)
+    real = active_components(D, n_features)  # (D,) the features in use, or None
+    if real is not None:
+        if prior is not None:
+            raise ValueError("padded features are for maximum likelihood EM only")
+        real2 = real[:, None] & real[None, :]
+        diag = jnp.diagonal(scatter, axis1=-2, axis2=-1)
+        fill = jnp.sum(jnp.where(real, diag, 0.0), axis=-1) / n_features
+        scatter = jnp.where(real2, scatter, fill[:, None, None] * jnp.eye(D, dtype=dtype))
     if isinstance(structure, tuple):
         if prior is not None:
             raise ValueError("a family of structures is for maximum likelihood EM only")
@@ -188,6 +207,9 @@ def m_step(stats: Stats, structure, prior, reg_covar, n_active=None, which=None)
     else:
         cov = _cov.get(structure).m_step(scatter, counts, prior)
     cov = cov + reg_covar * jnp.eye(D, dtype=dtype)
+    if real is not None:  # padding coordinates: mean 0, variance 1, independent
+        means = jnp.where(real, means, 0.0)
+        cov = jnp.where(real2, cov, jnp.eye(D, dtype=dtype))
     if active is not None:  # the padding's 0 / 0 replaced by a harmless component
         means = jnp.where(active[:, None], means, 0.0)
         cov = jnp.where(active[:, None, None], cov, jnp.eye(D, dtype=dtype))
@@ -218,6 +240,7 @@ def run_em(
     n_used=None,
     n_active=None,
     which=None,
+    n_features=None,
 ) -> EMState:
     """EM from ``params0`` until the mean objective changes by less than ``tol``.
 
@@ -234,7 +257,7 @@ def run_em(
         stats = e_step(s.params, X, w, n_used)
         obj = objective(s.params, stats, structure, prior)
         ok = jnp.isfinite(obj)
-        new = m_step(stats, structure, prior, reg_covar, n_active, which)
+        new = m_step(stats, structure, prior, reg_covar, n_active, which, n_features)
         mean_obj = obj / total_w
         converged = ok & (jnp.abs(mean_obj - s.prev_objective) < tol)
         return EMState(
@@ -301,7 +324,18 @@ def finish(state: EMState, X, w, *, structure, prior, n_used=None) -> FitOutput:
 
 
 def init_params(
-    key, X, w, *, n_components, method, structure, prior, reg_covar, n_active=None, which=None
+    key,
+    X,
+    w,
+    *,
+    n_components,
+    method,
+    structure,
+    prior,
+    reg_covar,
+    n_active=None,
+    which=None,
+    n_features=None,
 ) -> GMMParams:
     """Initial parameters: responsibilities by ``method``, then one M-step."""
     flat_x = X.reshape(-1, X.shape[-1])
@@ -309,7 +343,7 @@ def init_params(
     # Padding rows have weight 0: log(0) = -inf keeps them from being chosen.
     resp = initial_responsibilities(key, flat_x, flat_w, n_components, method, n_active)
     stats = stats_from_responsibilities(X, w, resp.reshape(*w.shape, n_components))
-    return m_step(stats, structure, prior, reg_covar, n_active, which)
+    return m_step(stats, structure, prior, reg_covar, n_active, which, n_features)
 
 
 def fit_restarts(
@@ -328,6 +362,7 @@ def fit_restarts(
     n_used=None,
     n_active=None,
     which=None,
+    n_features=None,
 ) -> FitOutput:
     """Run EM from every key in ``keys``, one after another; ``params0`` overrides the init.
 
@@ -344,6 +379,10 @@ def fit_restarts(
     class, with weight 0 from start to end (maximum likelihood only, and
     ``params0`` padded accordingly). With ``structure`` a tuple of names,
     ``which`` (a traced integer) picks the structure (see :func:`m_step`).
+    ``n_features`` (a traced integer, or None for all) is how many of the
+    columns of ``X`` are the data's; the rest are zero padding of the feature
+    class, modelled as independent standard normal coordinates (see
+    :func:`m_step`: maximum likelihood only, ``params0`` padded accordingly).
     """
 
     def one(key):
@@ -359,6 +398,7 @@ def fit_restarts(
                 reg_covar=reg_covar,
                 n_active=n_active,
                 which=which,
+                n_features=n_features,
             )
         else:
             p0 = params0
@@ -374,6 +414,7 @@ def fit_restarts(
             n_used=n_used,
             n_active=n_active,
             which=which,
+            n_features=n_features,
         )
         return finish(state, X, w, structure=structure, prior=prior, n_used=n_used)
 

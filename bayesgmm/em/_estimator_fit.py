@@ -23,10 +23,9 @@ from jax.scipy.special import logsumexp
 
 from bayesgmm._core import _mixture
 from bayesgmm._core import covariance as _cov
-from bayesgmm._core._blocks import component_class, em_block_layout, row_class
+from bayesgmm._core._blocks import em_block_layout
 from bayesgmm._core._precision import resolve_dtype, x64
 from bayesgmm._core._validation import (
-    check_data,
     check_fit_inputs,
     check_sample_weight,
     column_stats,
@@ -80,13 +79,11 @@ def log_prob(params: GMMParams, X) -> np.ndarray:
     :mod:`bayesgmm.em._programs` a fresh process loads the scoring program
     instead of tracing and lowering it (GridSearchCV scores each fold).
     """
-    data = check_data(X, dtype=params.dtype, n_features=params.n_features)
-    N, D = data.shape
-    padded = params._pad_components(component_class(N, params.n_components, D))
-    rows = np.empty((row_class(N, padded.n_components, D), D), data.dtype)
-    rows[:N] = data
-    rows[N:] = data[:1]
-    return np.asarray(_programs.call(_log_prob_rows, "log_prob", (padded, rows), {}, (), {}))[:N]
+    return params._per_row(_log_prob_kept, X, per_component=False)
+
+
+def _log_prob_kept(padded: GMMParams, rows: np.ndarray):
+    return _programs.call(_log_prob_rows, "log_prob", (padded, rows), {}, (), {})
 
 
 def objective(result: EMResult) -> float:

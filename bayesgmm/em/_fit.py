@@ -10,8 +10,9 @@ import numpy as np
 
 from bayesgmm._core import _devices, _warnings
 from bayesgmm._core import covariance as _cov
-from bayesgmm._core._blocks import component_class, em_block_layout
+from bayesgmm._core._blocks import component_class, em_block_layout, feature_class
 from bayesgmm._core._dask_arrays import is_dask_collection
+from bayesgmm._core._linalg import LOG_2PI
 from bayesgmm._core._precision import resolve_dtype, x64
 from bayesgmm._core._threads import single_threaded_blas
 from bayesgmm._core._validation import (
@@ -412,15 +413,17 @@ def fit_validated(
             stats = column_stats(data, w)
         std = Standardizer.from_stats(stats)
         # ML on small data: K padded to its class, the structure picked at run time:
-        # one program for K = 1..8 in all four (the padding keeps weight 0).
+        # one program for K = 1..8 in all four (the padding keeps weight 0), and
+        # D padded to its class with columns of zeros (D = 1..4 one program).
         padded = prior is None and block_size is None
         family = padded and structure in _cov.COVARIANCE_TYPES
-        K_fit = component_class(N, K, D) if padded else K
-        n_blocks, n_used, B = em_block_layout(N, K_fit, D, block_size)
+        D_fit = feature_class(N, K, D) if family else D
+        K_fit = component_class(N, K, D_fit) if padded else K
+        n_blocks, n_used, B = em_block_layout(N, K_fit, D_fit, block_size)
         if block_size is None:  # blocks split evenly over the CPU devices (see _devices)
             n_blocks = -(-n_blocks // _devices.n_shards()) * _devices.n_shards()
         pad = n_blocks * B - N
-        Xs = std.blocks(data, n_blocks, B)
+        Xs = std.blocks(data, n_blocks, B, D_fit)
         del data  # the caller's array, or check_fit_inputs' conversion of it
         w_fit, w_scale = _weights_for_fit(w, prior)
         ws = np.concatenate([w_fit, np.zeros(pad, dt)]).reshape(n_blocks, B)
@@ -430,7 +433,9 @@ def fit_validated(
             key_data,
             Xs,
             ws,
-            None if params0 is None else std.params_in(params0)._pad_components(K_fit),
+            None
+            if params0 is None
+            else std.params_in(params0)._pad_components(K_fit)._pad_features(D_fit),
         )
         kwargs = dict(
             n_init=n_init,
@@ -445,15 +450,35 @@ def fit_validated(
             n_used=np.asarray(n_used, np.int32),
             n_active=np.asarray(K, np.int32) if padded else None,
             which=np.asarray(_cov.COVARIANCE_TYPES.index(structure), np.int32) if family else None,
+            n_features=np.asarray(D, np.int32) if family else None,
         )
         # from memory, from disk (no tracing), or compiled (see bayesgmm.em._programs)
-        out = _programs.call(
-            _em_core.fit_from_key, "fit_em", args, kwargs, _em_core.STATIC, _em_core.fit_options(D)
-        )
+        options = _em_core.fit_options(D_fit)
+        program = _em_core.fit_from_key
+        out = _programs.call(program, "fit_em", args, kwargs, _em_core.STATIC, options)
         out = jax.tree.map(np.asarray, out)  # one transfer, then NumPy slicing
-        out = out._replace(params=out.params._take_components(K))
+        out = _unpad(out, K, D, D_fit, float(w_fit.sum()))
         totals = (float(w.sum()), int((w > 0).sum()))
         return _select_best(out, std, prior, structure, totals, reg_covar, D, w_scale)
+
+
+def _unpad(out: _em_core.FitOutput, K: int, D: int, D_fit: int, w_total: float):
+    """The program's output for ``K`` components and ``D`` features.
+
+    Each zero padding coordinate (mean 0, variance 1) multiplied every row's
+    density by ``(2 pi) ** -1/2``: the totals get their ``log`` back.
+    """
+    params = out.params._take_components(K)._take_features(D)
+    if D_fit == D:
+        return out._replace(params=params)
+    shift = np.asarray(0.5 * (D_fit - D) * LOG_2PI * w_total, out.log_lik.dtype)
+    return out._replace(
+        params=params,
+        log_lik=out.log_lik + shift,
+        objective=out.objective + shift,
+        history=out.history + shift,
+        history_objective=out.history_objective + shift,
+    )
 
 
 def seed_key_data(seed: int) -> np.ndarray:

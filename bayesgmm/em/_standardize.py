@@ -35,21 +35,29 @@ class Standardizer:
             scale = 1.0
         return cls(stats.mean, scale)
 
-    def blocks(self, X: np.ndarray, n_blocks: int, block_size: int) -> jax.Array:
-        """Standardised data, zero-padded to ``(n_blocks, block_size, D)``, on the device.
+    def blocks(
+        self, X: np.ndarray, n_blocks: int, block_size: int, width: int | None = None
+    ) -> jax.Array:
+        """Standardised data, zero-padded to ``(n_blocks, block_size, width)``, on the device.
+
+        ``width`` (default D) pads the rows with columns of zeros (a feature
+        class, :func:`bayesgmm._core._blocks.feature_class`).
 
         The host buffer is the only copy of the data made: it is filled in place
         a chunk of rows at a time and, being 64-byte aligned, handed to the CPU
         device without another copy (``jax.device_put`` aliases aligned memory).
         """
         N, D = X.shape
-        buf = _aligned_empty((n_blocks * block_size, D), X.dtype)
+        width = D if width is None else width
+        buf = _aligned_empty((n_blocks * block_size, width), X.dtype)
+        real = buf[:, :D]
         for start in range(0, N, _FILL_CHUNK_ROWS):
             rows = slice(start, min(start + _FILL_CHUNK_ROWS, N))
-            np.subtract(X[rows], self.center, out=buf[rows])
-            np.divide(buf[rows], self.scale, out=buf[rows])
+            np.subtract(X[rows], self.center, out=real[rows])
+            np.divide(real[rows], self.scale, out=real[rows])
         buf[N:] = 0.0
-        return jax.device_put(buf.reshape(n_blocks, block_size, D))
+        buf[:N, D:] = 0.0
+        return jax.device_put(buf.reshape(n_blocks, block_size, width))
 
     # The maps below work in NumPy on purpose: each eager jax.numpy operation
     # would compile and load a small XLA program of its own (~1.5 MiB each).
