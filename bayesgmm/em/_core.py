@@ -298,6 +298,25 @@ class FitOutput(NamedTuple):
     history_objective: jax.Array
 
 
+def unpad(out: FitOutput, K: int, D: int, D_fit: int, w_total: float):
+    """The program's output for ``K`` components and ``D`` features.
+
+    Each zero padding coordinate (mean 0, variance 1) multiplied every row's
+    density by ``(2 pi) ** -1/2``: the totals get their ``log`` back.
+    """
+    params = out.params._take_components(K)._take_features(D)
+    if D_fit == D:
+        return out._replace(params=params)
+    shift = 0.5 * (D_fit - D) * _linalg.LOG_2PI * w_total
+    return out._replace(
+        params=params,
+        log_lik=out.log_lik + shift,
+        objective=out.objective + shift,
+        history=out.history + shift,
+        history_objective=out.history_objective + shift,
+    )
+
+
 def finish(state: EMState, X, w, *, structure, prior, n_used=None) -> FitOutput:
     """Evaluate the final parameters; fall back to the last good ones if they fail."""
     stats = e_step(state.params, X, w, n_used)

@@ -12,7 +12,6 @@ from bayesgmm._core import _devices, _warnings
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._blocks import component_class, em_block_layout, feature_class
 from bayesgmm._core._dask_arrays import is_dask_collection
-from bayesgmm._core._linalg import LOG_2PI
 from bayesgmm._core._precision import resolve_dtype, x64
 from bayesgmm._core._threads import single_threaded_blas
 from bayesgmm._core._validation import (
@@ -457,28 +456,9 @@ def fit_validated(
         program = _em_core.fit_from_key
         out = _programs.call(program, "fit_em", args, kwargs, _em_core.STATIC, options)
         out = jax.tree.map(np.asarray, out)  # one transfer, then NumPy slicing
-        out = _unpad(out, K, D, D_fit, float(w_fit.sum()))
+        out = _em_core.unpad(out, K, D, D_fit, float(w_fit.sum()))
         totals = (float(w.sum()), int((w > 0).sum()))
         return _select_best(out, std, prior, structure, totals, reg_covar, D, w_scale)
-
-
-def _unpad(out: _em_core.FitOutput, K: int, D: int, D_fit: int, w_total: float):
-    """The program's output for ``K`` components and ``D`` features.
-
-    Each zero padding coordinate (mean 0, variance 1) multiplied every row's
-    density by ``(2 pi) ** -1/2``: the totals get their ``log`` back.
-    """
-    params = out.params._take_components(K)._take_features(D)
-    if D_fit == D:
-        return out._replace(params=params)
-    shift = np.asarray(0.5 * (D_fit - D) * LOG_2PI * w_total, out.log_lik.dtype)
-    return out._replace(
-        params=params,
-        log_lik=out.log_lik + shift,
-        objective=out.objective + shift,
-        history=out.history + shift,
-        history_objective=out.history_objective + shift,
-    )
 
 
 def seed_key_data(seed: int) -> np.ndarray:
