@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm._core import _linalg
+from bayesgmm._core import _devices, _linalg
 from bayesgmm._core._blocks import bucket
 
 __all__ = [
@@ -153,17 +153,34 @@ def _draw_block(key, coef, xb, wb, labels: bool):
     return S.reshape(C, K, F), ll, z
 
 
-def _assign_shared(key, coef, X, w, n_used, labels: bool):
+def _assign_shared(key, coef, X, w, n_used, labels: bool, split: bool = True):
+    """Every block of ``X`` for every chain; over the CPU devices when ``split``.
+
+    Block ``i`` (of the whole data) draws with ``fold_in(key, i)``, so the
+    draws do not depend on how the blocks are split over devices
+    (:func:`bayesgmm._core._devices.sum_over_row_shards`).
+    """
     C, K, F = coef.shape
 
-    def block(i, acc):
-        S, ll, z = _draw_block(jax.random.fold_in(key, i), coef, X[i], w[i], labels)
-        out = (acc[0] + S, acc[1] + ll)
-        return out + ((acc[2].at[:, i].set(z),) if labels else ())
+    def fold(init, X, w, n_used, first):
+        def block(i, acc):
+            S, ll, z = _draw_block(jax.random.fold_in(key, first + i), coef, X[i], w[i], labels)
+            out = (acc[0] + S, acc[1] + ll)
+            return out + ((acc[2].at[:, i].set(z),) if labels else ())
+
+        if labels:
+            init = (*init, jnp.zeros((C, *X.shape[:2]), jnp.int32))
+        out = jax.lax.fori_loop(0, n_used, block, init)
+        return (out[:2], out[2]) if labels else out
 
     init = (jnp.zeros((C, K, F), X.dtype), jnp.zeros(C, X.dtype))
-    init += (jnp.zeros((C, *X.shape[:2]), jnp.int32),) if labels else ()
-    return jax.lax.fori_loop(0, n_used, block, init)
+    if split:
+        out = _devices.sum_over_row_shards(
+            fold, init, X, w, n_used, offset=True, block_axis=1 if labels else None
+        )
+    else:
+        out = fold(init, X, w, n_used, 0)
+    return (*out[0], out[1]) if labels else out
 
 
 def assign_chains(
@@ -205,7 +222,7 @@ def assign_chains(
     if per_chain_data:  # one chain at a time over its own data, each with its own key
         C = coef.shape[0]
         one = lambda k, c, x, v: jax.tree.map(  # noqa: E731
-            lambda a: a[0], _assign_shared(k, c[None], x, v, n_used, labels)
+            lambda a: a[0], _assign_shared(k, c[None], x, v, n_used, labels, split=False)
         )
         out = jax.vmap(one)(jax.random.split(key, C), coef, X, w)
     else:

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm._core import _conjugate, _linalg
+from bayesgmm._core import _conjugate, _devices, _linalg
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._precision import x64
 from bayesgmm._core._threads import single_threaded_blas
@@ -176,13 +176,16 @@ def gibbs_draws(
         n_blocks, n_used, B = gibbs_block_layout(
             N, D, block_size, n_outputs=starts.weights.shape[0] * starts.n_components
         )
+        if block_size is None:  # blocks split evenly over the CPU devices (see _devices)
+            n_blocks = _devices.round_blocks(n_blocks)
         Xs = std.blocks(data, n_blocks, B)
         ws = np.concatenate([w, np.zeros(n_blocks * B - N, dt)]).reshape(n_blocks, B)
+        Xs, ws = _devices.place_rows(Xs, ws)
         draws, stats = run_gibbs_jit(
             key,
             std.params_in(starts),
             Xs,
-            jax.device_put(ws),
+            ws,
             np.asarray(n_used, np.int32),
             std.prior_in(prior),
             structure=structure,

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
-from bayesgmm._core import _conjugate, _linalg
+from bayesgmm._core import _conjugate, _devices, _linalg
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._precision import x64
 from bayesgmm._core._pytree import unchecked_replace
@@ -323,8 +323,11 @@ def sparse_draws(
     with single_threaded_blas():
         std = Standardizer.from_stats(column_stats(data, w))
         n_blocks, n_used, B = gibbs_block_layout(N, D, block_size, n_outputs=C * k_max)
+        if block_size is None:  # blocks split evenly over the CPU devices (see _devices)
+            n_blocks = _devices.round_blocks(n_blocks)
         Xs = std.blocks(data, n_blocks, B)
         ws = np.concatenate([w, np.zeros(n_blocks * B - N, dt)]).reshape(n_blocks, B)
+        Xs, ws = _devices.place_rows(Xs, ws)
         e0_ab = np.asarray(sparse.e0_prior if sparse.e0_prior is not None else (1.0, 1.0), dt)
         draws, stats = run_sparse_jit(
             key,
@@ -332,7 +335,7 @@ def sparse_draws(
             np.full(C, k_max, np.int32),
             np.full(C, sparse.e0, dt),
             Xs,
-            jax.device_put(ws),
+            ws,
             np.asarray(n_used, np.int32),
             std.prior_in(sparse.base),
             np.asarray(sparse.log_pk, dt),
