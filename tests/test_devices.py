@@ -5,10 +5,10 @@ A process started with two CPU devices runs the same fits as one with one device
 another order. The cases make the shards uneven (the used blocks end inside the
 first shard, an odd number of used blocks), pad components, and cover every
 structure, MAP-EM, sample weights, restarts, VB and few features; for Gibbs,
-two structures, the used blocks ending inside the first shard, and the sparse
-sampler, whose split-merge moves read every row's drawn label back from the
-devices. Gibbs draws on two devices equal those on one: every block draws from
-a key of its index in the whole data, whichever device runs it.
+an odd number of used blocks, one used block (the second device has none),
+and the sparse sampler, whose split-merge moves read every row's drawn label
+back from the devices. Gibbs draws on two devices equal those on one: every
+block draws from a key of its index in the whole data, whichever device runs it.
 """
 
 import json
@@ -66,12 +66,12 @@ GIBBS_CASES = textwrap.dedent(
     def cases():
         rng = np.random.default_rng(7)
         out = {}
-        # D=3, 2 chains: blocks of 1,638 rows; 13 used of 14 (7 + 6 on two devices)
+        # D=3, 2 chains: blocks of 1,638 rows; 13 used (7 + 6 on two devices)
         X = rng.normal(size=(20_003, 3)) + 4.0 * rng.integers(0, 3, size=(20_003, 1))
         run = dict(method="gibbs", num_chains=2, num_warmup=10, num_samples=20)
         out["full"] = bg.sample_posterior(X, 3, seed=1, **run)
-        out["few-rows"] = bg.sample_posterior(X[:700], 2, seed=2, **run)  # 1 used of 1 (2)
-        # 5 used of 5 (6: 3 + 2); the split-merge moves read the drawn labels back
+        out["few-rows"] = bg.sample_posterior(X[:700], 2, seed=2, **run)  # 1 used (1 + 0)
+        # 5 used (3 + 2); the split-merge moves read the drawn labels back
         sparse = bg.Prior.sparse(X[:8000], k_max=5)
         out["sparse"] = bg.sample_posterior(X[:8000], 5, prior=sparse, seed=3, **run)
         return {

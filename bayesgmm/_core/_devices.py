@@ -19,11 +19,12 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["n_shards", "place_rows", "round_blocks", "row_mesh", "sum_over_row_shards"]
+__all__ = ["n_shards", "place_rows", "row_mesh", "sum_over_row_shards"]
 
 AXIS = "rows"
 
@@ -45,57 +46,48 @@ def n_shards() -> int:
     return 1 if mesh is None else mesh.size
 
 
-def round_blocks(n_blocks: int) -> int:
-    """``n_blocks`` rounded up to a multiple of :func:`n_shards` (blocks split evenly)."""
-    return -(-n_blocks // n_shards()) * n_shards()
-
-
 def place_rows(*arrays):
-    """Put blocked arrays (leading axis: blocks) on the devices, split by blocks."""
+    """Put blocked arrays (leading axis: blocks) on the devices: a whole copy on each.
+
+    Each device reads only its share of the blocks (:func:`sum_over_row_shards`);
+    the copies keep everything outside those passes unsplit, so that XLA adds
+    no communication of its own (splitting the arrays by blocks made EM's
+    start read them through all-gathers, which could deadlock two devices).
+    """
     mesh = row_mesh()
     if mesh is None:
         return tuple(jax.device_put(a) for a in arrays)
-    sharding = NamedSharding(mesh, P(AXIS))
+    sharding = NamedSharding(mesh, P())
     return tuple(jax.device_put(a, sharding) for a in arrays)
 
 
-def sum_over_row_shards(fold, init, X, w, n_used, *, offset=False, block_axis=None):
-    """``fold(init, X, w, n_used)`` over the blocks, split over the devices, summed.
+def sum_over_row_shards(fold, init, X, w, n_used):
+    """``fold(init, X, w, lo, hi)`` over the used blocks, split over the devices, summed.
 
-    ``fold`` reads the first ``n_used`` blocks of its ``X`` and ``w`` (None:
-    all) and returns a pytree of sums. Each device folds its own consecutive
-    blocks (as many of them as lie below ``n_used``), then the sums are added
-    across devices. Without a mesh, or when the blocks do not split evenly,
-    this is one ``fold`` over all of ``X``.
-
-    With ``offset``, ``fold`` takes a fifth argument: the index in the whole
-    ``X`` of its first block (0 without a mesh), for what must depend on a
-    block's place in the data and not on the split (random keys). With
-    ``block_axis`` (an int), ``fold`` returns ``(sums, per_block)``:
-    ``per_block`` an array with its blocks along ``block_axis`` (as many as
-    its ``X`` has), joined across devices instead of summed.
+    ``fold`` reads blocks ``lo`` to ``hi - 1`` of ``X`` and ``w`` (indices in
+    the whole arrays; ``lo = hi = None``: all of them) and returns a pytree
+    of sums. Without a mesh this is one ``fold`` over the first ``n_used``
+    blocks (None: all). With one, device ``d`` of ``n`` folds the ``d``-th of
+    ``n`` consecutive runs of ``ceil(n_used / n)`` blocks (fewer for the last,
+    none past ``n_used``) and the sums are added across devices. Anything
+    that depends on a block's place in the data (a random key, a row's label)
+    sees the same index ``i`` however the blocks are split.
     """
     mesh = row_mesh()
-    if mesh is None or X.shape[0] % mesh.size:
-        return fold(init, X, w, n_used, 0) if offset else fold(init, X, w, n_used)
+    if mesh is None:
+        return fold(init, X, w, None if n_used is None else 0, n_used)
+    n_used = jnp.asarray(X.shape[0] if n_used is None else n_used, jnp.int32)
 
     def local(init, X, w, n_used):
-        per = X.shape[0]
-        start = jax.lax.axis_index(AXIS) * per
-        if n_used is not None:
-            n_used = jax.numpy.clip(n_used - start, 0, per)
-        out = fold(init, X, w, n_used, start) if offset else fold(init, X, w, n_used)
-        sums, per_block = out if block_axis is not None else (out, None)
-        sums = jax.tree.map(lambda a: jax.lax.psum(a, AXIS), sums)
-        return sums if block_axis is None else (sums, per_block)
+        per = -(-n_used // mesh.size)
+        lo = jnp.minimum(jax.lax.axis_index(AXIS) * per, n_used)
+        out = fold(init, X, w, lo, jnp.minimum(lo + per, n_used))
+        return jax.tree.map(lambda a: jax.lax.psum(a, AXIS), out)
 
-    out_specs = P()
-    if block_axis is not None:
-        out_specs = (P(), P(*([None] * block_axis), AXIS))
     return jax.shard_map(
         local,
         mesh=mesh,
-        in_specs=(P(), P(AXIS), P(AXIS), P()),
-        out_specs=out_specs,
+        in_specs=(P(), P(), P(), P()),
+        out_specs=P(),
         check_vma=False,
     )(init, X, w, n_used)

@@ -156,31 +156,26 @@ def _draw_block(key, coef, xb, wb, labels: bool):
 def _assign_shared(key, coef, X, w, n_used, labels: bool, split: bool = True):
     """Every block of ``X`` for every chain; over the CPU devices when ``split``.
 
-    Block ``i`` (of the whole data) draws with ``fold_in(key, i)``, so the
-    draws do not depend on how the blocks are split over devices
-    (:func:`bayesgmm._core._devices.sum_over_row_shards`).
+    Block ``i`` of the data draws with ``fold_in(key, i)`` whichever device
+    runs it (:func:`bayesgmm._core._devices.sum_over_row_shards`): the draws
+    do not depend on the number of devices. The labels are summed across
+    devices too, each device's zero outside its own blocks.
     """
     C, K, F = coef.shape
 
-    def fold(init, X, w, n_used, first):
+    def fold(init, X, w, lo, hi):
         def block(i, acc):
-            S, ll, z = _draw_block(jax.random.fold_in(key, first + i), coef, X[i], w[i], labels)
+            S, ll, z = _draw_block(jax.random.fold_in(key, i), coef, X[i], w[i], labels)
             out = (acc[0] + S, acc[1] + ll)
             return out + ((acc[2].at[:, i].set(z),) if labels else ())
 
-        if labels:
-            init = (*init, jnp.zeros((C, *X.shape[:2]), jnp.int32))
-        out = jax.lax.fori_loop(0, n_used, block, init)
-        return (out[:2], out[2]) if labels else out
+        return jax.lax.fori_loop(lo, hi, block, init)
 
     init = (jnp.zeros((C, K, F), X.dtype), jnp.zeros(C, X.dtype))
+    init += (jnp.zeros((C, *X.shape[:2]), jnp.int32),) if labels else ()
     if split:
-        out = _devices.sum_over_row_shards(
-            fold, init, X, w, n_used, offset=True, block_axis=1 if labels else None
-        )
-    else:
-        out = fold(init, X, w, n_used, 0)
-    return (*out[0], out[1]) if labels else out
+        return _devices.sum_over_row_shards(fold, init, X, w, n_used)
+    return fold(init, X, w, 0, n_used)
 
 
 def assign_chains(

@@ -176,8 +176,6 @@ def gibbs_draws(
         n_blocks, n_used, B = gibbs_block_layout(
             N, D, block_size, n_outputs=starts.weights.shape[0] * starts.n_components
         )
-        if block_size is None:  # blocks split evenly over the CPU devices (see _devices)
-            n_blocks = _devices.round_blocks(n_blocks)
         Xs = std.blocks(data, n_blocks, B)
         ws = np.concatenate([w, np.zeros(n_blocks * B - N, dt)]).reshape(n_blocks, B)
         Xs, ws = _devices.place_rows(Xs, ws)

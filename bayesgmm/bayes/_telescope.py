@@ -323,8 +323,6 @@ def sparse_draws(
     with single_threaded_blas():
         std = Standardizer.from_stats(column_stats(data, w))
         n_blocks, n_used, B = gibbs_block_layout(N, D, block_size, n_outputs=C * k_max)
-        if block_size is None:  # blocks split evenly over the CPU devices (see _devices)
-            n_blocks = _devices.round_blocks(n_blocks)
         Xs = std.blocks(data, n_blocks, B)
         ws = np.concatenate([w, np.zeros(n_blocks * B - N, dt)]).reshape(n_blocks, B)
         Xs, ws = _devices.place_rows(Xs, ws)

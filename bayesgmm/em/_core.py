@@ -74,10 +74,10 @@ def _over_blocks(block, init, X, w, n_used):
     one compiled program serves every number of blocks up to the allocated one.
     """
 
-    def fold(init, X, w, n_used):
-        if n_used is None:
+    def fold(init, X, w, lo, hi):
+        if hi is None:
             return jax.lax.scan(block, init, (X, w))[0]
-        return jax.lax.fori_loop(0, n_used, lambda i, acc: block(acc, (X[i], w[i]))[0], init)
+        return jax.lax.fori_loop(lo, hi, lambda i, acc: block(acc, (X[i], w[i]))[0], init)
 
     return _devices.sum_over_row_shards(fold, init, X, w, n_used)
 

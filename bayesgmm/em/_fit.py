@@ -419,8 +419,6 @@ def fit_validated(
         D_fit = feature_class(N, K, D) if family else D
         K_fit = component_class(N, K, D_fit) if padded else K
         n_blocks, n_used, B = em_block_layout(N, K_fit, D_fit, block_size)
-        if block_size is None:  # blocks split evenly over the CPU devices (see _devices)
-            n_blocks = _devices.round_blocks(n_blocks)
         pad = n_blocks * B - N
         Xs = std.blocks(data, n_blocks, B, D_fit)
         del data  # the caller's array, or check_fit_inputs' conversion of it
