@@ -23,6 +23,14 @@ arguments of the compiled program: one program per shape class, as for EM.
 The data are standardised (:class:`bayesgmm.em._standardize.Standardizer`)
 and the draws mapped back.
 
+Both cores (opt-in): when JAX was started with two or more CPU devices
+(:mod:`bayesgmm._core._devices`), the assignment step splits the blocks over
+them, each device drawing its own run of blocks for every chain; the
+statistics are summed across devices and the conjugate draws run replicated.
+Block ``i`` draws its uniforms from ``fold_in(key, i)`` whichever device runs
+it, so the draws are those of one device up to the rounding of the sums
+(``tests/test_devices.py``). With one device (JAX's default) nothing changes.
+
 Cost per sweep and chain, N = 100,000, D = 10, K = 8, one core (CPU time,
 ``benchmarks/engines.py``'s configuration): 36 ms with the EM engine's
 soft-responsibility kernel vmapped over chains, 18 ms with the feature GEMMs.
