@@ -8,10 +8,12 @@ used), the blocked passes of EM and the assignment step of the Gibbs samplers
 (:mod:`bayesgmm.bayes._assign`) run on every device at once, each over its
 share of the blocks, and their sufficient statistics are summed
 (:func:`sum_over_row_shards`); what follows (the M-step, the conjugate draws)
-is small and runs replicated. The Gibbs draws of a block use a key derived
-from the block's index in the whole data, so the same rows get the same
-uniforms whatever the number of devices. With one device (JAX's default)
-nothing changes. Sums in another order change results only at rounding level.
+is small and runs replicated. Every device holds the whole blocked data
+(:func:`place_rows`), so the one collective of a pass is its ``psum``. The
+Gibbs draws of a block use a key derived from the block's index in the whole
+data, so the same rows get the same uniforms whatever the number of devices.
+With one device (JAX's default) nothing changes. Sums in another order change
+results only at rounding level.
 """
 
 from __future__ import annotations
