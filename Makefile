@@ -21,8 +21,8 @@ lint: $(STAMP)
 
 # One worker per core, each test module kept whole on one worker (its module
 # fixtures are computed once). With the compiled programs in bayesgmm's disk cache:
-# 6.5 minutes on 2 cores (load ~2), 12 minutes of CPU time; a first run after a
-# change of bayesgmm's source also compiles and traces them (13-15 minutes).
+# 8 minutes on 2 cores (load ~2), 14 minutes of CPU time; a first run after a
+# change of bayesgmm's source also compiles and traces them (14 minutes).
 test: lint
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
