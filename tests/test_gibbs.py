@@ -331,6 +331,41 @@ def test_assignment_log_densities_match_the_whitened_ones():
 
 
 @x64  # the low-level kernel, without the public entry points' float64 switch
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_block_uniforms_are_uniform_and_apart_across_blocks_and_sweeps(dtype):
+    """Each block's uniforms come from its own counter run: no value repeats across
+    2,000 blocks of one sweep or between two sweeps' keys, and they pass a KS test."""
+    from scipy import stats
+
+    from bayesgmm.bayes._assign import _block_uniforms
+
+    shape = (2, 248)
+
+    def sweep(key):
+        words = jax.random.bits(key, (2,), np.uint32)
+        # a loop, as in the sampler (vmap would batch RngBitGenerator's key instead)
+        return jax.lax.map(lambda i: _block_uniforms(words, i, shape, dtype), np.arange(2000))
+
+    u = np.asarray(jax.jit(sweep)(jax.random.key(3)))
+    v = np.asarray(jax.jit(sweep)(jax.random.key(4)))
+    assert u.dtype == dtype and u.shape == (2000, *shape)
+    assert 0.0 <= u.min() and u.max() < 1.0
+    flat = u.reshape(-1)
+    # float64: 53 random bits, so any repeat means two blocks read the same counters;
+    # float32 has 2^24 values, where ~2^19.9 draws repeat by chance (birthday bound)
+    repeats = flat.size - np.unique(flat).size
+    assert repeats == 0 if dtype == np.float64 else repeats < 3 * flat.size**2 / 2**25
+    if dtype == np.float64:
+        assert np.intersect1d(flat, v.reshape(-1)).size == 0
+    bound = 4 / np.sqrt(flat.size)
+    assert abs(np.corrcoef(flat, v.reshape(-1))[0, 1]) < bound  # another sweep's key
+    assert stats.kstest(flat, "uniform").pvalue > 1e-3
+    # neighbouring blocks are uncorrelated (what a shared or shifted counter would break)
+    r = np.corrcoef(u[:-1].reshape(1999, -1).ravel(), u[1:].reshape(1999, -1).ravel())[0, 1]
+    assert abs(r) < bound
+
+
+@x64  # the low-level kernel, without the public entry points' float64 switch
 def test_assignment_draws_follow_the_responsibilities():
     """Label frequencies over 20,000 keys against the responsibilities (4 binomial sds)."""
     from bayesgmm._core._mixture import component_log_prob

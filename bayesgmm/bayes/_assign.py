@@ -17,7 +17,8 @@ order of ``np.triu_indices(D)``): ``F = 1 + D + D (D + 1) / 2`` values.
   elementwise operations again per chain for the whitened residuals of
   :func:`bayesgmm._core._mixture.component_log_prob`.
 - The draw: one uniform per row and chain against the cumulative
-  ``exp(log p - max)``, as before.
+  ``exp(log p - max)``; the uniforms of block ``i`` come from Philox with the
+  sweep's key and a counter run of the block's own (:func:`_block_uniforms`).
 - The statistics of the drawn assignments are the one-hot matrix times the
   same features, a second GEMM: counts, sums and ``vech`` of the outer
   products of every component of every chain, ``C K x F`` per row, without
@@ -154,8 +155,42 @@ def unpack_stats(S, n_features: int):
     return S[..., 0], S[..., 1 : 1 + D], outer
 
 
-def _draw_block(key, coef, xb, wb, labels: bool):
-    """One block of every chain: features, draws, statistics; ``coef`` (C, K, F)."""
+def _block_uniforms(key, i, shape, dt):
+    """Uniforms on [0, 1) for block ``i`` from the sweep's ``key`` (two uint32 words).
+
+    Philox 4x32 (XLA's ``RngBitGenerator``, expanded into elementwise code):
+    the key is the sweep's, the counter starts at ``i * 2^32``, so
+    each block reads its own run of the counter whichever device draws it
+    (a block uses fewer than 2^32 counters). It replaces a Threefry
+    ``fold_in`` and ``uniform`` per block, which XLA's CPU backend runs as two
+    rolled loops of five rounds: 4-6% of a block's time at D = 10, K = 8,
+    2 chains (64 against 68 us per block of 248 rows in one interleaved run,
+    75 against 77 in a noisier one). A float64
+    uniform takes the top 53 bits of a 64-bit word, a float32 one 24 of 32.
+
+    Under ``jax.vmap`` over keys (chains with data of their own) JAX batches
+    ``RngBitGenerator`` by drawing the whole batch from the first key, each
+    member a consecutive slice of that counter run: still disjoint, so still
+    independent, but not the draws each key gives alone.
+    """
+    state = jnp.stack([key[0], key[1], jnp.uint32(0), jnp.asarray(i, jnp.uint32)])
+    wide = jnp.dtype(dt) == jnp.float64
+    _, bits = jax.lax.rng_bit_generator(
+        state,
+        shape,
+        jnp.uint64 if wide else jnp.uint32,
+        algorithm=jax.lax.RandomAlgorithm.RNG_PHILOX,
+    )
+    if wide:
+        return (bits >> 11).astype(dt) * 2.0**-53
+    return (bits >> 8).astype(dt) * jnp.asarray(2.0**-24, dt)
+
+
+def _draw_block(key, i, coef, xb, wb, labels: bool):
+    """One block of every chain: features, draws, statistics; ``coef`` (C, K, F).
+
+    ``key``: the sweep's two uint32 words; ``i``: the block's index in the whole data.
+    """
     C, K, F = coef.shape
     B = xb.shape[0]
     dt = xb.dtype
@@ -165,7 +200,7 @@ def _draw_block(key, coef, xb, wb, labels: bool):
     top = jnp.where(jnp.isfinite(top), top, 0.0)
     cum = jnp.cumsum(jnp.exp(lp - top[:, None]), axis=1)
     total = cum[:, -1]
-    u = jax.random.uniform(key, (C, B), dtype=dt)
+    u = _block_uniforms(key, i, (C, B), dt)
     below = cum[:, :-1] < (u * total)[:, None]  # (C, K - 1, B): component > k
     # one-hot of z = #{k < K - 1: cum_k < u total} (so z <= K - 1)
     below = below.astype(dt)
@@ -181,16 +216,19 @@ def _draw_block(key, coef, xb, wb, labels: bool):
 def _assign_shared(key, coef, X, w, n_used, labels: bool, split: bool = True):
     """Every block of ``X`` for every chain; over the CPU devices when ``split``.
 
-    Block ``i`` of the data draws with ``fold_in(key, i)`` whichever device
+    Block ``i`` of the data draws its uniforms from the Philox counter run of
+    block ``i`` under this sweep's key (:func:`_block_uniforms`) whichever device
     runs it (:func:`bayesgmm._core._devices.sum_over_row_shards`): the draws
     do not depend on the number of devices. The labels are summed across
     devices too, each device's zero outside its own blocks.
     """
     C, K, F = coef.shape
 
+    words = jax.random.bits(key, (2,), jnp.uint32)  # the Philox key of this sweep
+
     def fold(init, X, w, lo, hi):
         def block(i, acc):
-            S, ll, z = _draw_block(jax.random.fold_in(key, i), coef, X[i], w[i], labels)
+            S, ll, z = _draw_block(words, i, coef, X[i], w[i], labels)
             out = (acc[0] + S, acc[1] + ll)
             return out + ((acc[2].at[:, i].set(z),) if labels else ())
 

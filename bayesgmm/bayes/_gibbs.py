@@ -27,7 +27,8 @@ Both cores (opt-in): when JAX was started with two or more CPU devices
 (:mod:`bayesgmm._core._devices`), the assignment step splits the blocks over
 them, each device drawing its own run of blocks for every chain; the
 statistics are summed across devices and the conjugate draws run replicated.
-Block ``i`` draws its uniforms from ``fold_in(key, i)`` whichever device runs
+Block ``i`` draws its uniforms from its own run of the Philox counter under
+the sweep's key (:func:`bayesgmm.bayes._assign._block_uniforms`) whichever device runs
 it, so the draws are those of one device up to the rounding of the sums
 (``tests/test_devices.py``). With one device (JAX's default) nothing changes.
 
