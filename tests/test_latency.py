@@ -161,6 +161,29 @@ def test_second_fit_of_a_shape_class_compiles_nothing():
     np.testing.assert_array_equal(by_key.restart_objectives, by_seed.restart_objectives)
 
 
+def test_max_iter_is_an_argument_not_a_new_program():
+    """max_iter 5, 60 and 127 share the program of 100 (histories of 128) and stop where told."""
+    from bayesgmm.em._core import history_class
+
+    assert [history_class(m) for m in (1, 100, 127, 128, 500)] == [128, 128, 128, 256, 512]
+    rng = np.random.default_rng(2)
+    X = np.r_[rng.normal(size=(150, 2)), rng.normal(size=(150, 2)) * 0.5 + 1.5]
+    bg.fit_em(X, 2, seed=0, max_iter=100)
+    with warnings.catch_warnings(), compilations() as names:
+        warnings.simplefilter("ignore")  # "did not converge": tol 1e-300 is never met
+        fits = {m: bg.fit_em(X, 2, seed=0, tol=1e-300, max_iter=m) for m in (5, 60, 127)}
+    assert names == [], names
+    for m, em in fits.items():
+        assert em.n_iter == m and not em.converged
+        assert em.history.shape == (m + 1,) and np.all(np.isfinite(em.history))
+    # the same iterations, cut at another place
+    np.testing.assert_allclose(fits[127].history[:61], fits[60].history, rtol=1e-13)
+    np.testing.assert_allclose(fits[60].history[:6], fits[5].history, rtol=1e-13)
+    with compilations() as names:
+        bg.fit_em(X, 2, seed=0, max_iter=128)  # histories of 256: the next class
+    assert names, "a max_iter past the class must be a program of its own"
+
+
 def test_seeds_become_jax_keys_without_jax():
     """fit_em's key from a seed, made in NumPy, is JAX's key of that seed."""
     with jax.enable_x64(True):

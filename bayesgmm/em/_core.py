@@ -45,8 +45,8 @@ class EMState(NamedTuple):
     prev_objective: jax.Array  # mean objective per unit weight at the previous step
     converged: jax.Array
     failed: jax.Array  # a non-finite objective was met
-    history: jax.Array  # (max_iter + 1,) total log-likelihood of params 0..n_iter
-    history_objective: jax.Array  # (max_iter + 1,) log-likelihood + log prior
+    history: jax.Array  # (history_len,) total log-likelihood of params 0..n_iter, then NaN
+    history_objective: jax.Array  # (history_len,) log-likelihood + log prior
 
 
 def _block_stats(xb, wb, resp_b):
@@ -236,7 +236,8 @@ def run_em(
     prior,
     reg_covar,
     tol,
-    max_iter: int,
+    max_iter,
+    history_len: int,
     n_used=None,
     n_active=None,
     which=None,
@@ -246,9 +247,12 @@ def run_em(
 
     The change is measured per unit of sample weight (the mean log-likelihood
     per sample, or log posterior per sample under a prior), as in scikit-learn.
+    ``max_iter`` may be traced: the histories are ``history_len`` long (at
+    least ``max_iter + 1``, see :func:`history_class`), NaN past the last
+    iteration.
     """
     total_w = w.sum()
-    nan_hist = jnp.full(max_iter + 1, jnp.nan, dtype=X.dtype)
+    nan_hist = jnp.full(history_len, jnp.nan, dtype=X.dtype)
 
     def cond(s: EMState):
         return (~s.converged) & (~s.failed) & (s.n_iter < max_iter)
@@ -378,6 +382,7 @@ def fit_restarts(
     reg_covar,
     tol,
     max_iter,
+    history_len: int,
     n_used=None,
     n_active=None,
     which=None,
@@ -391,6 +396,9 @@ def fit_restarts(
     Each restart also stops at its own convergence instead of running in step
     with the slowest.
 
+    ``max_iter`` is a traced integer and ``history_len`` (static) the length
+    of the histories, :func:`history_class` of ``max_iter``: a new
+    ``max_iter`` of the same class compiles nothing.
     ``n_used`` (a traced integer, or None for all) is how many of the blocks of
     ``X`` hold data; the rest are zero-weight padding of the shape class.
     ``n_active`` (a traced integer, or None for all) is how many of the
@@ -430,6 +438,7 @@ def fit_restarts(
             reg_covar=reg_covar,
             tol=tol,
             max_iter=max_iter,
+            history_len=history_len,
             n_used=n_used,
             n_active=n_active,
             which=which,
@@ -456,7 +465,13 @@ def fit_from_key(key_data, X, w, params0, *, n_init, key_impl, **settings) -> Fi
     return fit_restarts(keys, X, w, params0, **settings)
 
 
-_STATIC = ("n_components", "method", "structure", "max_iter")
+def history_class(max_iter: int) -> int:
+    """Length of the histories for ``max_iter``: ``max_iter + 1`` rounded up to a power
+    of two, at least 128 (scikit-learn's default of 100 and ours of 500 are two classes)."""
+    return max(128, 1 << int(max_iter).bit_length())
+
+
+_STATIC = ("n_components", "method", "structure", "history_len")
 #: The static arguments of :func:`fit_from_key`.
 STATIC = (*_STATIC, "n_init", "key_impl")
 fit_restarts_jit = jax.jit(fit_restarts, static_argnames=_STATIC)
