@@ -52,7 +52,8 @@ def _lowered_em_program(D, K=2, n_init=3):
             prior=s["prior"],
             reg_covar=np.asarray(s["reg_covar"]),
             tol=np.asarray(s["tol"]),
-            max_iter=s["max_iter"],
+            max_iter=np.asarray(s["max_iter"], np.int32),
+            history_len=_core.history_class(s["max_iter"]),
         )
     return lowered.as_text()
 
