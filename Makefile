@@ -21,8 +21,9 @@ lint: $(STAMP)
 
 # One worker per core, each test module kept whole on one worker (its module
 # fixtures are computed once). With the compiled programs in bayesgmm's disk cache:
-# 8 minutes on 2 cores (load ~2), 14 minutes of CPU time; a first run after a
-# change of bayesgmm's source also compiles and traces them (14 minutes).
+# 6-8 minutes on 2 cores (6:15 and 7:48 warm in one session: the machine's speed
+# drifts), 11-14 minutes of CPU time; a first run after a
+# change of bayesgmm's source also compiles and traces them (12-14 minutes).
 test: lint
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
