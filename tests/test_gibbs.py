@@ -280,12 +280,12 @@ def _assign_inputs(seed=0, C=3, K=4, D=3, n_blocks=5, B=70):
 @x64  # the low-level kernel, without the public entry points' float64 switch
 def test_assignment_statistics_are_those_of_the_drawn_labels():
     """The one-hot statistics from the feature GEMM against NumPy sums over the labels."""
-    from bayesgmm.bayes._assign import assign_chains
+    from bayesgmm.bayes._assign import assign_chains, rows_last
 
     X, w, means, prec, logdet, log_w = _assign_inputs()
     n_used = 4  # the last block is padding: never read
     counts, sums, outer, log_lik, z = jax.jit(lambda *a: assign_chains(*a, n_used, labels=True))(
-        jax.random.key(1), means, prec, logdet, log_w, X, w
+        jax.random.key(1), means, prec, logdet, log_w, rows_last(X), w
     )
     z = np.asarray(z)
     xs, ws = X[:n_used].reshape(-1, X.shape[-1]), w[:n_used].reshape(-1)
@@ -320,7 +320,7 @@ def test_assignment_log_densities_match_the_whitened_ones():
 
     X, _, means, prec, logdet, log_w = _assign_inputs(seed=3)
     coef = coefficients(means, prec, logdet, log_w)
-    f = _features(X[0], np.ones(X.shape[1]))
+    f = _features(X[0].T, np.ones(X.shape[1]))  # the block rows last
     got = np.einsum("ckf,fb->cbk", coef, f)
     want = np.stack(
         [component_log_prob(X[0], means[c], prec[c], logdet[c]) + log_w[c] for c in range(3)]
@@ -369,10 +369,10 @@ def test_block_uniforms_are_uniform_and_apart_across_blocks_and_sweeps(dtype):
 def test_assignment_draws_follow_the_responsibilities():
     """Label frequencies over 20,000 keys against the responsibilities (4 binomial sds)."""
     from bayesgmm._core._mixture import component_log_prob
-    from bayesgmm.bayes._assign import assign_chains
+    from bayesgmm.bayes._assign import assign_chains, rows_last
 
     X, w, means, prec, logdet, log_w = _assign_inputs(seed=4)
-    Xj, wj = jax.numpy.asarray(X), jax.numpy.ones(w.shape)
+    Xj, wj = jax.numpy.asarray(rows_last(X)), jax.numpy.ones(w.shape)
     draw = jax.jit(
         jax.vmap(lambda k: assign_chains(k, means, prec, logdet, log_w, Xj, wj, 1, labels=True)[4])
     )

@@ -52,7 +52,7 @@ from bayesgmm._core._precision import x64
 from bayesgmm._core._threads import single_threaded_blas
 from bayesgmm._core._validation import column_stats
 from bayesgmm._core.params import GMMParams
-from bayesgmm.bayes._assign import assign_chains, gibbs_block_layout
+from bayesgmm.bayes._assign import assign_chains, gibbs_block_layout, rows_last
 from bayesgmm.bayes._posterior import Posterior
 from bayesgmm.em._standardize import Standardizer
 
@@ -112,7 +112,8 @@ def run_gibbs(
     ----------
     key : jax.random key
     params0 : GMMParams with batch shape (C,)
-    X : array of shape (n_blocks, B, D), or (C, n_blocks, B, D) with ``per_chain_data``
+    X : array of shape (n_blocks, D, B), or (C, n_blocks, D, B) with ``per_chain_data``
+        (rows last: :func:`bayesgmm.bayes._assign.rows_last`)
     w : array of shape (n_blocks, B), or (C, n_blocks, B)
     n_used : int
         Blocks that hold data (the rest are zero-weight padding).
@@ -185,7 +186,7 @@ def gibbs_draws(
         n_blocks, n_used, B = gibbs_block_layout(
             N, D, block_size, n_outputs=starts.weights.shape[0] * starts.n_components
         )
-        Xs = std.blocks(data, n_blocks, B)
+        Xs = rows_last(std.blocks(data, n_blocks, B))
         ws = np.concatenate([w, np.zeros(n_blocks * B - N, dt)]).reshape(n_blocks, B)
         Xs, ws = _devices.place_rows(Xs, ws)
         draws, stats = run_gibbs_jit(

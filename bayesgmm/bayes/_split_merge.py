@@ -336,7 +336,8 @@ def moves(key, labels, X, w, stats, K, e0, prior, beta, fam, *, n_moves, per_cha
     key : jax.random key
     labels : int array of shape (C, n_blocks, B)
         The assignments just drawn.
-    X : array of shape (n_blocks, B, D), or (C, n_blocks, B, D) with ``per_chain_data``
+    X : array of shape (n_blocks, D, B), or (C, n_blocks, D, B) with ``per_chain_data``
+        (the sampler's rows-last blocks; the moves take them back to rows)
     w : array of shape (n_blocks, B), or (C, n_blocks, B)
         Weights 0 (padding, removed rows) or 1.
     stats : tuple of arrays (C, k_max), (C, k_max, D), (C, k_max, D, D)
@@ -359,7 +360,8 @@ def moves(key, labels, X, w, stats, K, e0, prior, beta, fam, *, n_moves, per_cha
         the proposals accepted, shape (C,).
     """
     C = K.shape[0]
-    D = X.shape[-1]
+    D = X.shape[-2]
+    X = jnp.swapaxes(X, -1, -2)  # (..., n_blocks, B, D), in the order of the labels
 
     def one(key, z, X, w, stats, K, e0):
         z, stats, rate = chain_moves(

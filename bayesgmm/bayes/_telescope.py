@@ -60,7 +60,7 @@ from bayesgmm._core._threads import single_threaded_blas
 from bayesgmm._core._validation import column_stats
 from bayesgmm._core.params import GMMParams
 from bayesgmm.bayes import _split_merge
-from bayesgmm.bayes._assign import assign_chains, gibbs_block_layout
+from bayesgmm.bayes._assign import assign_chains, gibbs_block_layout, rows_last
 from bayesgmm.bayes._component_prior import draw_independent_means, scale_step
 from bayesgmm.bayes._posterior import Posterior
 from bayesgmm.em._standardize import Standardizer
@@ -323,7 +323,7 @@ def sparse_draws(
     with single_threaded_blas():
         std = Standardizer.from_stats(column_stats(data, w))
         n_blocks, n_used, B = gibbs_block_layout(N, D, block_size, n_outputs=C * k_max)
-        Xs = std.blocks(data, n_blocks, B)
+        Xs = rows_last(std.blocks(data, n_blocks, B))
         ws = np.concatenate([w, np.zeros(n_blocks * B - N, dt)]).reshape(n_blocks, B)
         Xs, ws = _devices.place_rows(Xs, ws)
         e0_ab = np.asarray(sparse.e0_prior if sparse.e0_prior is not None else (1.0, 1.0), dt)

@@ -404,7 +404,7 @@ def _gibbs_draws(starts, X, K, structure, prior, key, num_warmup, L, thin):
     draws, _ = run_gibbs_jit(
         key,
         starts,
-        jnp.asarray(X[:, None]),
+        jnp.asarray(np.swapaxes(X, 1, 2)[:, None]),  # one block each, rows last
         jnp.ones((R, 1, N), X.dtype),
         np.asarray(1, np.int32),
         prior,
