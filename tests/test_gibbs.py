@@ -316,11 +316,11 @@ def test_assignment_statistics_are_those_of_the_drawn_labels():
 def test_assignment_log_densities_match_the_whitened_ones():
     """The quadratic-form log densities equal component_log_prob's whitened residuals."""
     from bayesgmm._core._mixture import component_log_prob
-    from bayesgmm.bayes._assign import _features, coefficients
+    from bayesgmm._core._quadratic import coefficients, quadratic_features
 
     X, _, means, prec, logdet, log_w = _assign_inputs(seed=3)
     coef = coefficients(means, prec, logdet, log_w)
-    f = _features(X[0].T, np.ones(X.shape[1]))  # the block rows last
+    f = quadratic_features(X[0].T)  # the block rows last
     got = np.einsum("ckf,fb->cbk", coef, f)
     want = np.stack(
         [component_log_prob(X[0], means[c], prec[c], logdet[c]) + log_w[c] for c in range(3)]

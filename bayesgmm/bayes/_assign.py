@@ -1,71 +1,51 @@
 """The assignment step of the Gibbs samplers: every row's component, and its statistics.
 
 ``z | theta, X`` for every chain at once, block by block over the data, for
-:mod:`bayesgmm.bayes._gibbs` and :mod:`bayesgmm.bayes._telescope`. With hard
-assignments everything a sweep needs from a row is one vector of features,
+:mod:`bayesgmm.bayes._gibbs` and :mod:`bayesgmm.bayes._telescope`. The log
+densities and the statistics of the drawn labels are two GEMMs with the rows'
+quadratic features (:mod:`bayesgmm._core._quadratic`, shared with EM's
+E-step), of ``w [1, x]`` with ``w`` the row's weight, 0 or 1:
 
-    f(x) = w * [1, x_1, ..., x_D, x_1 x_1, x_1 x_2, ..., x_D x_D]
-
-(``w`` the row's weight, 0 or 1; the products ``vech(x x^T)`` in the row-major
-order of ``np.triu_indices(D)``): ``F = 1 + D + D (D + 1) / 2`` values.
-
-- The log densities are linear in ``f``: ``log w_k + log N(x | mu_k, Sigma_k)
-  = c_k + (Lambda_k mu_k)^T x - x^T Lambda_k x / 2`` with ``Lambda_k`` the
-  precision. One GEMM of the block's features with the coefficients of all
-  chains' components gives every ``(chain, component, row)`` at once:
-  ``F x C K`` multiply-adds per row, against ``D x D K`` and as many
-  elementwise operations again per chain for the whitened residuals of
-  :func:`bayesgmm._core._mixture.component_log_prob`.
-- The draw: one uniform per row and chain against the cumulative
+- one GEMM of a block's features with the coefficients of all chains'
+  components gives every ``(chain, component, row)`` at once;
+- the draw: one uniform per row and chain against the cumulative
   ``exp(log p - max)``; the uniforms of block ``i`` come from Philox with the
-  sweep's key and a counter run of the block's own (:func:`_block_uniforms`).
-- The statistics of the drawn assignments are the one-hot matrix times the
-  same features, a second GEMM: counts, sums and ``vech`` of the outer
-  products of every component of every chain, ``C K x F`` per row, without
-  the ``K``-fold ``(D + 1) x D K`` product of
-  :func:`bayesgmm.em._core.stats_from_responsibilities` (whose soft
-  responsibilities need it).
+  sweep's key and a counter run of the block's own (:func:`_block_uniforms`);
+- the statistics of the drawn assignments are the one-hot matrix times the
+  same features: counts, sums and ``vech`` of the outer products of every
+  component of every chain.
 
-The block is held transposed, ``(F, B)`` with the rows last, so that every
-elementwise step (features, maximum, exp, cumulative sum, comparisons) runs
-along contiguous rows and vectorises; ``K`` or ``D`` last (8 or 10 values)
-does not. The data are laid out the same way, ``(n_blocks, D, B)``
-(:func:`rows_last`, once per call, outside the compiled sweeps): the features
-are then two row gathers of ``w [1, x]`` and one product, with no transpose
-of the block inside the loop (51 against 66 us per block of 248 rows at
-D = 10, K = 8, 2 chains, on one core, against the ``(n_blocks, B, D)``
-layout and a 0/1 selection GEMM; identical draws and statistics).
+The data are laid out rows last, ``(n_blocks, D, B)`` (:func:`rows_last`, once
+per call, outside the compiled sweeps): a block's features are then two row
+gathers and one product with no transpose inside the loop (51 against 66 us
+per block of 248 rows at D = 10, K = 8, 2 chains, on one core, against the
+``(n_blocks, B, D)`` layout and a 0/1 selection GEMM; identical draws and
+statistics).
 
-Numerics. Written as a quadratic form the log density loses
-``~eps |x|^2 ||Lambda_k||`` to cancellation, against ``~eps |x| ||P_k||
-sqrt(maha)`` for the whitened residuals; the data are standardised first
-(``|x|`` of order ``sqrt(D)``), so that is ``1e-13`` for a component of unit
-scale and ``1e-7`` for one with a standard deviation of ``1e-4`` in some
-direction, far below what moves a draw (the categorical draw already resolves
-probabilities to ``2^-53``). ``tests/test_gibbs.py`` checks the statistics
-against NumPy and the log densities against the whitened ones.
+Numerics (:mod:`bayesgmm._core._quadratic`): the quadratic form loses
+``~eps |x|^2 ||Lambda_k||`` of a log density to cancellation, ``1e-7`` for a
+component with a standard deviation of ``1e-4`` in some direction, far below
+what moves a draw (the categorical draw resolves probabilities to ``2^-53``).
+``tests/test_gibbs.py`` checks the statistics against NumPy and the log
+densities against the whitened ones.
 """
 
 from __future__ import annotations
-
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm._core import _devices, _linalg
+from bayesgmm._core import _devices
 from bayesgmm._core._blocks import bucket
+from bayesgmm._core._quadratic import (
+    coefficients,
+    n_quadratic_features,
+    quadratic_features,
+    unpack_stats,
+)
 
-__all__ = [
-    "GIBBS_BLOCK_ELEMENTS",
-    "assign_chains",
-    "coefficients",
-    "gibbs_block_layout",
-    "n_features_of",
-    "rows_last",
-    "unpack_stats",
-]
+__all__ = ["GIBBS_BLOCK_ELEMENTS", "assign_chains", "gibbs_block_layout", "rows_last"]
 
 #: Largest ``features x rows`` block. Up to 2^14 elements (128 KiB in float64)
 #: XLA's CPU runtime runs an operation on the calling thread (see
@@ -73,11 +53,6 @@ __all__ = [
 GIBBS_BLOCK_ELEMENTS = 1 << 14
 #: Lower bound on the rows of a block (per-block overheads).
 _MIN_ROWS = 64
-
-
-def n_features_of(n_features: int) -> int:
-    """``F = 1 + D + D (D + 1) / 2``: features of one row."""
-    return 1 + n_features + n_features * (n_features + 1) // 2
 
 
 def gibbs_block_layout(
@@ -94,7 +69,7 @@ def gibbs_block_layout(
         block_size = min(block_size, n_samples)
         n_blocks = -(-n_samples // block_size)
         return n_blocks, n_blocks, block_size
-    B = max(_MIN_ROWS, GIBBS_BLOCK_ELEMENTS // max(n_features_of(n_features), n_outputs))
+    B = max(_MIN_ROWS, GIBBS_BLOCK_ELEMENTS // max(n_quadratic_features(n_features), n_outputs))
     if n_samples <= B:
         return 1, 1, B
     n_used = -(-n_samples // B)
@@ -104,58 +79,6 @@ def gibbs_block_layout(
 def rows_last(blocks: np.ndarray) -> np.ndarray:
     """Blocks ``(..., n_blocks, B, D)`` as the sampler holds them: ``(..., n_blocks, D, B)``."""
     return np.ascontiguousarray(np.swapaxes(blocks, -1, -2))
-
-
-@functools.cache
-def _factors(n_features: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of ``[1, x]`` whose products are the features: ``(ia, ib)``, each ``(F,)``."""
-    D = n_features
-    i, j = np.triu_indices(D)
-    first = np.concatenate([[0], np.zeros(D, int), 1 + i])
-    second = np.concatenate([[0], 1 + np.arange(D), 1 + j])
-    return first, second
-
-
-def _features(xt, wb):
-    """Features ``(F, B)`` of a block ``xt`` (D, B), rows last, with weights ``wb`` (B,) (0 or 1).
-
-    Row ``f`` is the product of rows ``ia[f]`` and ``ib[f]`` of ``w [1, x]``
-    (``w^2 = w``): two gathers of whole rows with constant indices, fused
-    with the product into one pass. Exact: each entry is one product.
-    """
-    first, second = _factors(xt.shape[0])
-    x1 = jnp.concatenate([wb[None, :], xt * wb[None, :]], axis=0)  # (1 + D, B)
-    return x1[first] * x1[second]
-
-
-def coefficients(means, prec_chol, logdet, log_w, beta=1.0):
-    """``(..., K, F)`` coefficients with ``f(x) . coef_k = log w_k + beta log N(x | k)``.
-
-    ``prec_chol`` are the upper factors ``P_k`` (``Lambda_k = P_k P_k^T``) of
-    :func:`bayesgmm._core._linalg.precision_cholesky`. A weight of 0 gives a
-    constant of ``-1e300`` instead of ``-inf``, so that a padding row's zero
-    features give 0, not NaN, and a real row's probability is still exactly 0.
-    """
-    D = means.shape[-1]
-    a = jnp.einsum("...kd,...kde->...ke", means, prec_chol)  # mu^T P
-    lam = jnp.einsum("...kde,...kfe->...kdf", prec_chol, prec_chol)  # P P^T
-    lin = jnp.einsum("...kde,...ke->...kd", prec_chol, a)  # Lambda mu
-    const = -0.5 * (D * _linalg.LOG_2PI + logdet + jnp.sum(a * a, axis=-1))
-    i, j = np.triu_indices(D)
-    quad = jnp.where(i == j, -0.5, -1.0) * lam[..., i, j]
-    tiny = jnp.asarray(-1e300, means.dtype)
-    bias = jnp.maximum(beta * const + log_w, tiny)
-    return jnp.concatenate([bias[..., None], beta * lin, beta * quad], axis=-1)
-
-
-def unpack_stats(S, n_features: int):
-    """Counts ``(..., K)``, sums ``(..., K, D)``, outer products ``(..., K, D, D)`` from ``S``."""
-    D = n_features
-    i, j = np.triu_indices(D)
-    vech = S[..., 1 + D :]
-    outer = jnp.zeros((*S.shape[:-1], D, D), S.dtype).at[..., i, j].set(vech)
-    outer = outer.at[..., j, i].set(vech)
-    return S[..., 0], S[..., 1 : 1 + D], outer
 
 
 def _block_uniforms(key, i, shape, dt):
@@ -199,7 +122,7 @@ def _draw_block(key, i, coef, xt, wb, labels: bool):
     C, K, F = coef.shape
     B = wb.shape[0]
     dt = xt.dtype
-    f = _features(xt, wb)  # (F, B)
+    f = quadratic_features(xt, wb)  # (F, B), zero for a row of weight 0
     lp = (coef.reshape(C * K, F) @ f).reshape(C, K, B)
     top = jnp.max(lp, axis=1)
     top = jnp.where(jnp.isfinite(top), top, 0.0)

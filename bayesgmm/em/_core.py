@@ -16,7 +16,12 @@ import jax.numpy as jnp
 
 from bayesgmm._core import _devices, _linalg
 from bayesgmm._core import covariance as _cov
-from bayesgmm._core._mixture import component_log_prob
+from bayesgmm._core._quadratic import (
+    coefficients,
+    n_quadratic_features,
+    quadratic_features,
+    unpack_stats,
+)
 from bayesgmm._core.params import GMMParams
 from bayesgmm._core.priors import log_prior
 from bayesgmm.em._init import active_components, initial_responsibilities
@@ -86,41 +91,43 @@ def e_step(params: GMMParams, X, w, n_used=None) -> Stats:
     """Sufficient statistics and log-likelihood of blocked data under ``params``.
 
     ``X`` (n_blocks, B, D) and ``w`` (n_blocks, B); only the first ``n_used``
-    blocks are read (all when None).
+    blocks are read (all when None). Each block is transposed (rows last) and
+    expanded into its quadratic features ``f`` (F, B)
+    (:mod:`bayesgmm._core._quadratic`): the log densities are one GEMM
+    ``coef @ f``, the statistics of the weighted responsibilities ``r`` a
+    second, ``r @ f^T``. That is about half the multiply-adds of the whitened
+    residuals and the ``(D + 1) x D K`` statistics product, and 2x faster at
+    D = 10 and D = 50 (see that module).
     """
     chol = _linalg.cholesky(params.covariances)
     prec = _linalg.precision_cholesky(chol)
     logdet = _linalg.logdet_from_cholesky(chol)
-    log_w = jnp.log(params.weights)
+    coef = coefficients(params.means, prec, logdet, jnp.log(params.weights))  # (K, F)
     K, D = params.means.shape
 
     def block(acc, xw):
         xb, wb = xw
-        lp = component_log_prob(xb, params.means, prec, logdet) + log_w
+        f = quadratic_features(xb.T)  # (F, B)
+        lp = coef @ f  # (K, B)
         # logsumexp and the responsibilities with one exp per entry: shifted by
         # the row maximum, e = exp(lp - top) has a 1 in every finite row, so
         # s = sum_k e >= 1, lse = top + log(s) and r = e / s (a softmax).
-        top = jnp.max(lp, axis=1)
+        top = jnp.max(lp, axis=0)
         top = jnp.where(jnp.isfinite(top), top, 0.0)
-        e = jnp.exp(lp - top[:, None])
-        s = jnp.sum(e, axis=1)
+        e = jnp.exp(lp - top)
+        s = jnp.sum(e, axis=0)
         log_s = jnp.log(s)
-        counts, sums, outer = _block_stats(xb, wb, e / s[:, None])
+        S = (e * (wb / s)) @ f.T  # (K, F): counts, sums, vech of the outer products
         used = wb > 0
         ll = jnp.sum(jnp.where(used, wb * (top + log_s), 0.0))
         # max_k log r_nk = (top - lse) = -log(s)
         hard = -jnp.sum(jnp.where(used, wb * log_s, 0.0))
-        return jax.tree.map(jnp.add, acc, Stats(counts, sums, outer, ll, hard)), None
+        return (acc[0] + S, acc[1] + ll, acc[2] + hard), None
 
     zero = jnp.zeros((), X.dtype)
-    init = Stats(
-        jnp.zeros(K, X.dtype),
-        jnp.zeros((K, D), X.dtype),
-        jnp.zeros((K, D, D), X.dtype),
-        zero,
-        zero,
-    )
-    return _over_blocks(block, init, X, w, n_used)
+    init = (jnp.zeros((K, n_quadratic_features(D)), X.dtype), zero, zero)
+    S, ll, hard = _over_blocks(block, init, X, w, n_used)
+    return Stats(*unpack_stats(S, D), ll, hard)
 
 
 def stats_from_responsibilities(X, w, resp) -> Stats:
