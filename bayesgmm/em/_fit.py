@@ -522,6 +522,10 @@ def _check_init(init, K: int, D: int, dtype) -> GMMParams | None:
     raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams; got {init!r}.")
 
 
+#: Restarts whose objectives agree to this relative tolerance are a tie (the first wins).
+TIE_RTOL = 1e-11
+
+
 def _select_best(out, std, prior, structure, totals, reg_covar, D, w_scale=1.0) -> EMResult:
     """The best restart, in the user's units and for the user's sample weights.
 
@@ -547,7 +551,11 @@ def _select_best(out, std, prior, structure, totals, reg_covar, D, w_scale=1.0) 
             f"collapsed onto too few points).{float32} Increase reg_covar (now {reg_covar:g}), "
             "use a prior (prior=Prior.default(X, K)), fewer components, or another init."
         )
-    best = int(np.argmax(objectives))
+    # Restarts that reach the same optimum differ in the last bits only, and which of
+    # them rounding puts on top can change with the layout (padding, block size):
+    # objectives within TIE_RTOL of the best are a tie, and the first restart wins.
+    top = float(objectives.max())
+    best = int(np.flatnonzero(objectives >= top - TIE_RTOL * max(1.0, abs(top)))[0])
     pick = jax.tree.map(lambda leaf: np.asarray(leaf)[best], out)
     n_iter = int(pick.n_iter)
     log_jac = w_total * D * math.log(std.scale)
