@@ -522,7 +522,8 @@ def _check_init(init, K: int, D: int, dtype) -> GMMParams | None:
     raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams; got {init!r}.")
 
 
-#: Restarts whose objectives agree to this relative tolerance are a tie (the first wins).
+#: Restarts whose objectives agree to this relative tolerance are a tie, the first wins:
+#: which of two restarts at one optimum rounding puts on top depends on the layout.
 TIE_RTOL = 1e-11
 
 
@@ -551,10 +552,7 @@ def _select_best(out, std, prior, structure, totals, reg_covar, D, w_scale=1.0) 
             f"collapsed onto too few points).{float32} Increase reg_covar (now {reg_covar:g}), "
             "use a prior (prior=Prior.default(X, K)), fewer components, or another init."
         )
-    # Restarts that reach the same optimum differ in the last bits only, and which of
-    # them rounding puts on top can change with the layout (padding, block size):
-    # objectives within TIE_RTOL of the best are a tie, and the first restart wins.
-    top = float(objectives.max())
+    top = float(objectives.max())  # within TIE_RTOL of it: a tie, the first restart wins
     best = int(np.flatnonzero(objectives >= top - TIE_RTOL * max(1.0, abs(top)))[0])
     pick = jax.tree.map(lambda leaf: np.asarray(leaf)[best], out)
     n_iter = int(pick.n_iter)
