@@ -392,11 +392,26 @@ def test_a_second_process_reads_the_compiled_programs_from_disk(tmp_path, store)
         for _ in range(2)
     ]
     assert runs[0].stdout == runs[1].stdout  # the same fit, to the last digit
-    if not store:  # the default: JAX's cache, hit by the second process for the EM program
-        hit = "Persistent compilation cache hit for 'jit_fit_from_key'"
-        assert hit not in runs[0].stderr
+    if not store:
+        # The default: the first process traces the EM program, exports it to disk and
+        # compiles it; the second reads the export (no tracing) and hits JAX's cache.
+        hit = "Persistent compilation cache hit for 'jit_fit_em'"
+        traced = "Finished tracing fit_from_key "
+        assert hit not in runs[0].stderr and traced in runs[0].stderr
         assert hit in runs[1].stderr, runs[1].stderr[-3000:]
+        assert traced not in runs[1].stderr
         assert not (tmp_path / "cache" / _programs.FOLDER).exists()
+        assert any((tmp_path / "cache" / "exported").glob("fit_em-*"))
+        # and the exported program is the traced one: the fit of a process with no cache
+        off = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            env={**env, "BAYESGMM_CACHE_DIR": "off"},
+            check=True,
+        )
+        assert off.stdout == runs[0].stdout
+        assert "jit(fit_em)" not in off.stderr and traced in off.stderr
         return
     # Opted in: the first process compiles and writes the whole program; the second
     # loads it without tracing or lowering it (JAX's own cache would trace and lower).
@@ -546,10 +561,10 @@ def tracings():
 
 
 def test_an_exported_program_is_read_back_without_tracing(tmp_path, monkeypatch):
-    """The disk entries of bayes._exported: found again untraced, keyed by all they depend on."""
+    """The disk entries of _core._exported: found again untraced, keyed by all they depend on."""
     from collections import OrderedDict
 
-    from bayesgmm.bayes import _exported
+    from bayesgmm._core import _exported
 
     monkeypatch.setattr(_exported, "folder", lambda: tmp_path)
     traced = []
@@ -608,7 +623,7 @@ def test_a_planted_pickle_in_the_disk_entries_is_never_run(tmp_path, monkeypatch
     the right name runs no code; it is an unreadable entry, traced again and replaced."""
     import pickle
 
-    from bayesgmm.bayes import _exported
+    from bayesgmm._core import _exported
 
     monkeypatch.setattr(_exported, "folder", lambda: tmp_path / "exported")
     args = (np.arange(3.0),)
@@ -640,7 +655,8 @@ def test_nuts_programs_from_disk_give_the_draws_of_tracing(monkeypatch):
     """The kept programs are the traced ones: the same draws bit for bit, none traced again."""
     from collections import OrderedDict
 
-    from bayesgmm.bayes import _exported, _nuts
+    from bayesgmm._core import _exported
+    from bayesgmm.bayes import _nuts
 
     X = _tiny_data()
     kept = bg.sample_posterior(X, 2, seed=5, **_TINY)  # the same shapes as the test above

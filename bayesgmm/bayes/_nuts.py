@@ -23,7 +23,7 @@ Tracing these programs (NumPyro's NUTS through the model, vectorised) costs
 about 3 s of CPU, more than running them for a small data set, and JAX's disk
 cache of compiled programs needs the traced program to find the compiled one.
 So for bayesgmm's own model (``cache_name``) the traced programs are kept on
-disk too (:mod:`bayesgmm.bayes._exported`, the same programs bit for bit): a
+disk too (:mod:`bayesgmm._core._exported`, the same programs bit for bit): a
 fresh process with both on disk neither traces nor compiles them.
 """
 
@@ -157,7 +157,7 @@ class _Programs:
     """The init, advance and constrain programs of one run, traced or read from disk.
 
     With ``cache_name`` (the model is bayesgmm's own, so its code is in the key of
-    :mod:`bayesgmm.bayes._exported`) and the compilation cache on, each program is
+    :mod:`bayesgmm._core._exported`) and the compilation cache on, each program is
     the exported program of the vectorised one, kept on disk: a fresh process
     lowers a call to it instead of tracing NumPyro's NUTS. Its arguments are then
     flat: the state a list of arrays, ``args`` its leaves.
@@ -173,7 +173,7 @@ class _Programs:
         self.found = {}  # (name, length) -> program: a key is hashed once a run, not a chunk
 
     def _exported(self, name, length, function, example):
-        from bayesgmm.bayes import _exported
+        from bayesgmm._core import _exported
 
         if (name, length) not in self.found:
             static = (*self.static, length)
@@ -331,7 +331,7 @@ def run_nuts(
     cache_name : str, optional
         A name that identifies ``model`` among bayesgmm's own models (for
         example ``"gmm_model/2/full"``); then the traced programs are kept on
-        disk with the compiled ones (:mod:`bayesgmm.bayes._exported`), and a
+        disk with the compiled ones (:mod:`bayesgmm._core._exported`), and a
         fresh process skips tracing them. Only for models whose code is
         bayesgmm's: the key of a kept program holds bayesgmm's source, not the
         model's.

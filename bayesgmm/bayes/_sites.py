@@ -148,7 +148,7 @@ def unconstrain(transforms: dict, sites: dict, key=None) -> dict:
     program kept under that key, which a later call, or the disk cache of a
     later process, reuses; without it they run eagerly, primitive by
     primitive (a program per primitive and shape). When the key's model is
-    :func:`gmm_model` (bayesgmm's own code, see :mod:`bayesgmm.bayes._exported`)
+    :func:`gmm_model` (bayesgmm's own code, see :mod:`bayesgmm._core._exported`)
     the traced program is kept on disk as well: a fresh process does not trace it.
     """
     if key is None:
@@ -160,7 +160,7 @@ def unconstrain(transforms: dict, sites: dict, key=None) -> dict:
         return {name: t.inv(s[name]) for name, t in inverses.items()}
 
     if key[0] is gmm_model:
-        from bayesgmm.bayes import _exported
+        from bayesgmm._core import _exported
 
         program = _exported.program("unconstrain", ("gmm_model", *key[1:]), inverse, (values,))
         if program is not None:

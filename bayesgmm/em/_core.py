@@ -309,6 +309,13 @@ class FitOutput(NamedTuple):
     history_objective: jax.Array
 
 
+#: The tree structure of a :class:`FitOutput` (what :func:`fit_from_key` returns),
+#: known without tracing it.
+FIT_OUTPUT_TREE = jax.tree.structure(
+    FitOutput(GMMParams._unchecked(0.0, 0.0, 0.0), *([0.0] * (len(FitOutput._fields) - 1)))
+)
+
+
 def unpad(out: FitOutput, K: int, D: int, D_fit: int, w_total: float):
     """The program's output for ``K`` components and ``D`` features.
 

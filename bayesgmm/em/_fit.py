@@ -452,8 +452,8 @@ def fit_validated(
         )
         # from memory, from disk (no tracing), or compiled (see bayesgmm.em._programs)
         options = _em_core.fit_options(D_fit)
-        program = _em_core.fit_from_key
-        out = _programs.call(program, "fit_em", args, kwargs, _em_core.STATIC, options)
+        program, tree = _em_core.fit_from_key, _em_core.FIT_OUTPUT_TREE
+        out = _programs.call(program, "fit_em", args, kwargs, _em_core.STATIC, options, tree)
         out = jax.tree.map(np.asarray, out)  # one transfer, then NumPy slicing
         out = _em_core.unpad(out, K, D, D_fit, float(w_fit.sum()))
         totals = (float(w.sum()), int((w > 0).sum()))
