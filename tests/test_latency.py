@@ -684,6 +684,43 @@ def test_nuts_programs_from_disk_give_the_draws_of_tracing(monkeypatch):
 
 
 @pytest.mark.skipif(not jax.config.jax_compilation_cache_dir, reason="disk cache off")
+def test_gibbs_programs_from_disk_give_the_draws_of_tracing(monkeypatch):
+    """The Gibbs and sparse samplers' kept programs: the draws of tracing bit for bit, untraced."""
+    from collections import OrderedDict
+
+    from bayesgmm._core import _exported
+    from bayesgmm.bayes import _gibbs, _telescope
+
+    X = _tiny_data()
+    kw = dict(method="gibbs", num_chains=2, num_warmup=20, num_samples=30, seed=3)
+    sparse = bg.Prior.sparse(X, k_max=4)
+
+    def both():
+        return bg.sample_posterior(X, 2, **kw), bg.sample_posterior(X, 4, prior=sparse, **kw)
+
+    kept = both()  # on disk now, if they were not before
+    monkeypatch.setattr(_exported, "_LOADED", OrderedDict())  # as in a fresh process
+    with tracings() as names:
+        again = both()
+    assert not {"run_gibbs", "run_sparse"} & set(names), names
+    assert {"gibbs", "sparse"} <= set(names)  # only the call of each exported program
+    with monkeypatch.context() as m:
+        m.setattr(_exported, "folder", lambda: None)  # traced, as with the cache off
+        _gibbs.run_gibbs_jit.jitted.clear_cache()
+        _telescope.run_sparse_jit.jitted.clear_cache()
+        with tracings() as names:
+            traced = both()
+        assert {"run_gibbs", "run_sparse"} <= set(names), names
+    for runs in (again, traced):
+        for a, b in zip(runs, kept, strict=True):
+            for name in ("weights", "means", "covariances"):
+                np.testing.assert_array_equal(getattr(a.params, name), getattr(b.params, name))
+            np.testing.assert_array_equal(
+                a.sample_stats["log_likelihood_start"], b.sample_stats["log_likelihood_start"]
+            )
+
+
+@pytest.mark.skipif(not jax.config.jax_compilation_cache_dir, reason="disk cache off")
 def test_a_fresh_process_traces_no_nuts_program():
     """With the programs on disk, a first call lowers a few small programs and traces no NUTS."""
     X = _tiny_data()

@@ -38,6 +38,7 @@ import collections
 import contextlib
 import functools
 import hashlib
+import inspect
 import os
 import tempfile
 from importlib import metadata
@@ -45,7 +46,9 @@ from pathlib import Path
 
 import jax
 
-__all__ = ["fingerprint", "folder", "program"]
+from bayesgmm._core import _memory_maps
+
+__all__ = ["call", "fingerprint", "folder", "jit", "program"]
 
 _SUBFOLDER = "exported"
 # JAX settings that change the traced program, read when a key is made.
@@ -171,3 +174,76 @@ def _write(path: Path, exported) -> None:
     except OSError:
         with contextlib.suppress(OSError, NameError):
             os.unlink(f.name)  # an unwritable folder: traced again next time
+
+
+def call(fn, name: str, args: tuple, kwargs: dict, static: tuple, out_tree, options=()):
+    """``fn(*args, **kwargs)`` through its exported program; None where there is none.
+
+    ``static`` names the keyword arguments that are static (everything else is
+    an array or a pytree of arrays); ``out_tree`` is the tree structure of what
+    ``fn`` returns, known without tracing it. JAX keys (typed) are passed as
+    their raw data and wrapped again inside the program. One device only: the
+    programs that split their blocks over several CPU devices are traced as
+    usual (an exported program fixes its devices).
+    """
+    if folder() is None or jax.device_count() > 1:
+        return None
+    defaults = _defaults(fn)
+    static_kwargs = {k: kwargs[k] if k in kwargs else defaults[k] for k in static}
+    dynamic = {k: v for k, v in kwargs.items() if k not in static}
+    leaves, tree = jax.tree.flatten((args, dynamic))
+    impls = [_key_impl(leaf) for leaf in leaves]
+    leaves = [
+        x if i is None else jax.random.key_data(x) for x, i in zip(leaves, impls, strict=True)
+    ]
+
+    def flat(*leaves):
+        leaves = [
+            x if i is None else jax.random.wrap_key_data(x, impl=i)
+            for x, i in zip(leaves, impls, strict=True)
+        ]
+        a, d = tree.unflatten(leaves)
+        return jax.tree.leaves(fn(*a, **d, **static_kwargs))
+
+    flat.__name__ = flat.__qualname__ = fn.__name__  # what JAX's logs name when it traces
+    setting = (repr(sorted(static_kwargs.items())), str(tree), repr([str(i) for i in impls]))
+    found = program(name, setting, flat, tuple(leaves), options)
+    if found is None:
+        return None
+    programs = found._cache_size()
+    out = found(*leaves)
+    if found._cache_size() != programs:  # this call compiled (or loaded) one
+        _memory_maps.release_if_near_limit()
+    return out_tree.unflatten(out)
+
+
+@functools.cache
+def _defaults(fn) -> dict:
+    """The default values of ``fn``'s keyword arguments."""
+    params = inspect.signature(fn).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+def _key_impl(leaf):
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return jax.random.key_impl(leaf)
+    return None
+
+
+def jit(fn, name: str, static_argnames: tuple, out_tree_of):
+    """``jax.jit(fn, static_argnames=...)``, through :func:`call` where it can.
+
+    ``out_tree_of(kwargs)`` gives the tree structure of ``fn``'s output for the
+    call's keyword arguments (the static ones decide it) without tracing ``fn``.
+    The returned function has the jitted one as ``.jitted``.
+    """
+    jitted = jax.jit(fn, static_argnames=static_argnames)
+
+    def run(*args, **kwargs):
+        out = call(fn, name, args, kwargs, static_argnames, out_tree_of(kwargs))
+        return jitted(*args, **kwargs) if out is None else out
+
+    run.jitted = jitted
+    run.__name__ = run.__qualname__ = fn.__name__
+    return run

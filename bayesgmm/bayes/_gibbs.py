@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm._core import _conjugate, _devices, _linalg
+from bayesgmm._core import _conjugate, _devices, _exported, _linalg
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._precision import x64
 from bayesgmm._core._threads import single_threaded_blas
@@ -153,9 +153,16 @@ def run_gibbs(
     return draws, stats
 
 
-run_gibbs_jit = jax.jit(
+_GIBBS_OUT = jax.tree.structure(
+    (GMMParams._unchecked(0, 0, 0), {"min_count": 0, "log_likelihood_start": 0})
+)
+#: :func:`run_gibbs` compiled, and kept on disk as its export (a fresh process
+#: does not trace it: :mod:`bayesgmm._core._exported`).
+run_gibbs_jit = _exported.jit(
     run_gibbs,
-    static_argnames=("structure", "num_warmup", "num_samples", "thin", "per_chain_data"),
+    "gibbs",
+    ("structure", "num_warmup", "num_samples", "thin", "per_chain_data"),
+    lambda kwargs: _GIBBS_OUT,
 )
 
 

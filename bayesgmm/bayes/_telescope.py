@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
-from bayesgmm._core import _conjugate, _devices, _linalg
+from bayesgmm._core import _conjugate, _devices, _exported, _linalg
 from bayesgmm._core import covariance as _cov
 from bayesgmm._core._precision import x64
 from bayesgmm._core._pytree import unchecked_replace
@@ -279,9 +279,28 @@ def run_sparse(
     return draws, stats
 
 
-run_sparse_jit = jax.jit(
+_SPARSE_STATS = (
+    "cluster_sizes",
+    "n_clusters",
+    "n_components",
+    "e0",
+    "e0_accept",
+    "log_likelihood_start",
+    "split_merge_accept",
+)
+
+
+def _sparse_out(kwargs):
+    names = _SPARSE_STATS + (("prior_scale",) if kwargs.get("random_scale") else ())
+    return jax.tree.structure((GMMParams._unchecked(0, 0, 0), dict.fromkeys(names, 0)))
+
+
+#: :func:`run_sparse` compiled, and kept on disk as its export (a fresh process
+#: does not trace it: :mod:`bayesgmm._core._exported`).
+run_sparse_jit = _exported.jit(
     run_sparse,
-    static_argnames=(
+    "sparse",
+    (
         "structure",
         "num_warmup",
         "num_samples",
@@ -292,6 +311,7 @@ run_sparse_jit = jax.jit(
         "independent",
         "split_merge",
     ),
+    _sparse_out,
 )
 
 

@@ -145,9 +145,9 @@ def call(fn, name: str, args: tuple, kwargs: dict, static: tuple, options: dict,
     folder = _folder()
     options_key = tuple(sorted(options.items()))
     if folder is None and out_tree is not None:
-        out = _call_exported(fn, name, args, kwargs, static, options_key)
+        out = _exported.call(fn, name, args, kwargs, static, out_tree, options_key)
         if out is not None:
-            return out_tree.unflatten(out)
+            return out
     if folder is None:
         jitted = _jitted(fn, static, options_key, False)
         programs = jitted._cache_size()
@@ -173,35 +173,6 @@ def call(fn, name: str, args: tuple, kwargs: dict, static: tuple, options: dict,
         _memory_maps.release_if_near_limit()  # clears JAX's caches and this one
         _MEMORY.programs[key] = compiled
     return compiled(*args, **dynamic)
-
-
-def _call_exported(fn, name, args, kwargs, static, options_key):
-    """``fn``'s output leaves from its exported program; None where there is none.
-
-    One device only: the programs that split their blocks over several CPU
-    devices are traced as usual (an exported program fixes its devices).
-    """
-    if jax.device_count() > 1:
-        return None
-    static_kwargs = {k: kwargs[k] for k in static}
-    dynamic = {k: v for k, v in kwargs.items() if k not in static}
-    leaves, tree = jax.tree.flatten((args, dynamic))
-
-    def flat(*leaves):
-        a, d = tree.unflatten(leaves)
-        return jax.tree.leaves(fn(*a, **d, **static_kwargs))
-
-    flat.__name__ = flat.__qualname__ = fn.__name__  # what JAX's logs name when it traces
-
-    setting = (repr(sorted(static_kwargs.items())), str(tree))
-    program = _exported.program(name, setting, flat, tuple(leaves), options_key)
-    if program is None:
-        return None
-    programs = program._cache_size()
-    out = program(*leaves)
-    if program._cache_size() != programs:  # this call compiled (or loaded) one
-        _memory_maps.release_if_near_limit()
-    return out
 
 
 def _key(name, args, dynamic, static, options) -> str:
