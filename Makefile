@@ -20,10 +20,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 # One worker per core, each test module kept whole on one worker (its module
-# fixtures are computed once). With the compiled programs in bayesgmm's disk cache:
-# 6-8 minutes on 2 cores (6:15 and 7:48 warm in one session: the machine's speed
-# drifts), 11-14 minutes of CPU time; a first run after a
-# change of bayesgmm's source also compiles and traces them (12-14 minutes).
+# fixtures are computed once; --dist worksteal took 5:49 against 5:03). With the
+# compiled and exported programs in bayesgmm's disk cache: about 5 minutes on 2
+# cores (5:03 twice in one session), 9 minutes of CPU time; a first run after a
+# change of bayesgmm's source also traces, exports and compiles them (12-14 minutes).
 test: lint
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
