@@ -15,6 +15,7 @@
 
 import arviz as az
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from test_exact_posterior import exact_posterior, free_entries, make_prior, within_mcse
@@ -389,3 +390,49 @@ def test_assignment_draws_follow_the_responsibilities():
     assert np.max(np.abs(freq - p) / sd) < 4.5
     # and the same frequencies are far from those of another chain's parameters
     assert np.max(np.abs(freq - p[::-1]) / sd) > 10
+
+
+def _two_loop_reference(sweep, key, state, num_warmup, num_samples, thin):
+    """The loops the samplers ran before bayesgmm.bayes._sweeps: a warm-up scan, then
+    a scan of the kept draws with the ``thin`` sweeps of each unrolled."""
+
+    def warm(carry, _):
+        key, state = carry
+        key, sub = jax.random.split(key)
+        return (key, sweep(sub, state)[0]), None
+
+    def kept(carry, _):
+        key, state = carry
+        for _ in range(thin):
+            key, sub = jax.random.split(key)
+            state, out = sweep(sub, state)
+        return (key, state), out
+
+    carry, _ = jax.lax.scan(warm, (key, state), None, length=num_warmup)
+    return jax.lax.scan(kept, carry, None, length=num_samples)[1]
+
+
+def test_one_loop_of_sweeps_keeps_the_draws_of_separate_loops_in_one_program():
+    """kept_sweeps: the draws of warm-up and thinning as separate loops, exactly, and
+    one compiled program for every number of warm-up sweeps and every thinning."""
+    from bayesgmm.bayes._sweeps import kept_sweeps
+
+    def sweep(key, state):  # a random walk whose output depends on every sweep
+        state = state + jax.random.normal(key, state.shape)
+        return state, (state, jnp.sum(state**2))
+
+    run = jax.jit(
+        lambda key, w, t: kept_sweeps(
+            sweep, key, jnp.zeros(3), num_warmup=w, num_samples=4, thin=t
+        )
+    )
+    key = jax.random.key(0)
+    for warmup, thin in [(0, 1), (5, 1), (3, 2), (7, 3)]:
+        got = run(key, warmup, thin)
+        want = _two_loop_reference(sweep, key, jnp.zeros(3), warmup, 4, thin)
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_array_equal(g, w)
+    assert run._cache_size() == 1
+    # a draw is not the sweep after it: thinning and warm-up change what is kept
+    assert not np.array_equal(run(key, 3, 2)[0], run(key, 3, 1)[0])
+    assert not np.array_equal(run(key, 4, 1)[0], run(key, 3, 1)[0])

@@ -54,6 +54,7 @@ from bayesgmm._core._validation import column_stats
 from bayesgmm._core.params import GMMParams
 from bayesgmm.bayes._assign import assign_chains, gibbs_block_layout, rows_last
 from bayesgmm.bayes._posterior import Posterior
+from bayesgmm.bayes._sweeps import kept_sweeps
 from bayesgmm.em._standardize import Standardizer
 
 __all__ = ["check_gibbs_weights", "gibbs_draws", "run_gibbs", "sample_gibbs_validated"]
@@ -99,11 +100,11 @@ def run_gibbs(
     w,
     n_used,
     prior,
+    num_warmup,
+    thin=1,
     *,
     structure: str,
-    num_warmup: int,
     num_samples: int,
-    thin: int = 1,
     per_chain_data: bool = False,
 ):
     """Gibbs chains from ``params0`` (batch (C,)); draws with axes (C, S, ...).
@@ -119,8 +120,11 @@ def run_gibbs(
         Blocks that hold data (the rest are zero-weight padding).
     prior : Prior
     structure : str
-    num_warmup, num_samples, thin : int
-        Sweeps discarded, draws kept, and sweeps per kept draw.
+    num_warmup, thin : int (may be traced)
+        Sweeps discarded, and sweeps per kept draw.
+    num_samples : int
+        Draws kept. The sweeps run in one loop (:mod:`bayesgmm.bayes._sweeps`):
+        one compiled program serves every ``num_warmup`` and ``thin``.
     per_chain_data : bool
         Each chain has data of its own (simulation-based calibration).
 
@@ -134,20 +138,13 @@ def run_gibbs(
     """
     args = (X, w, n_used, prior, structure, per_chain_data)
 
-    def warm(carry, _):
-        key, params = carry
-        key, sub = jax.random.split(key)
-        return (key, _sweep(sub, params, *args)[0]), None
+    def sweep(key, params):
+        params, min_count, log_lik = _sweep(key, params, *args)
+        return params, (params, min_count, log_lik)
 
-    def kept(carry, _):
-        key, params = carry
-        for _ in range(thin):
-            key, sub = jax.random.split(key)
-            params, min_count, log_lik = _sweep(sub, params, *args)
-        return (key, params), (params, min_count, log_lik)
-
-    carry, _ = jax.lax.scan(warm, (key, params0), None, length=num_warmup)
-    _, (draws, min_count, log_lik) = jax.lax.scan(kept, carry, None, length=num_samples)
+    draws, min_count, log_lik = kept_sweeps(
+        sweep, key, params0, num_warmup=num_warmup, num_samples=num_samples, thin=thin
+    )
     draws = jax.tree.map(lambda leaf: jnp.swapaxes(leaf, 0, 1), draws)
     stats = {"min_count": min_count.T, "log_likelihood_start": log_lik.T}
     return draws, stats
@@ -161,7 +158,7 @@ _GIBBS_OUT = jax.tree.structure(
 run_gibbs_jit = _exported.jit(
     run_gibbs,
     "gibbs",
-    ("structure", "num_warmup", "num_samples", "thin", "per_chain_data"),
+    ("structure", "num_samples", "per_chain_data"),
     lambda kwargs: _GIBBS_OUT,
 )
 
@@ -203,10 +200,10 @@ def gibbs_draws(
             ws,
             np.asarray(n_used, np.int32),
             std.prior_in(prior),
+            np.asarray(num_warmup, np.int32),
+            np.asarray(thin, np.int32),
             structure=structure,
-            num_warmup=num_warmup,
             num_samples=num_samples,
-            thin=thin,
         )
     draws = std.params_out(jax.tree.map(np.asarray, draws))
     log_jac = float(w.sum()) * D * np.log(std.scale)

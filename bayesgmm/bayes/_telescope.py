@@ -63,6 +63,7 @@ from bayesgmm.bayes import _split_merge
 from bayesgmm.bayes._assign import assign_chains, gibbs_block_layout, rows_last
 from bayesgmm.bayes._component_prior import draw_independent_means, scale_step
 from bayesgmm.bayes._posterior import Posterior
+from bayesgmm.bayes._sweeps import kept_sweeps
 from bayesgmm.em._standardize import Standardizer
 
 __all__ = ["flat_weights", "run_sparse", "sample_sparse_validated", "sparse_draws"]
@@ -187,9 +188,9 @@ def run_sparse(
     e0_ab,
     hyper,
     beta,
+    num_warmup,
     *,
     structure: str,
-    num_warmup: int,
     num_samples: int,
     per_chain_data: bool = False,
     k_random: bool = False,
@@ -223,8 +224,11 @@ def run_sparse(
         means (used with ``independent``).
     beta : float
         Likelihood temperature (1 for the posterior, 0 for the prior).
+    num_warmup : int (may be traced)
     structure : str
-    num_warmup, num_samples : int
+    num_samples : int
+        Draws kept, after ``num_warmup`` sweeps, in one loop
+        (:mod:`bayesgmm.bayes._sweeps`).
     per_chain_data, k_random, e0_random, random_scale, independent : bool
     split_merge : int
         Split-merge proposals per sweep (:mod:`bayesgmm.bayes._split_merge`); 0
@@ -247,22 +251,15 @@ def run_sparse(
     cfg = (structure, per_chain_data, k_random, e0_random, random_scale, independent, split_merge)
     args = (X, w, n_used, prior, log_pk, e0_ab, hyper, beta, cfg)
 
-    def warm(carry, _):
-        key, state = carry
-        key, sub = jax.random.split(key)
-        return (key, _sweep(sub, state, *args)[0]), None
-
-    def kept(carry, _):
-        key, state = carry
-        key, sub = jax.random.split(key)
-        state, out = _sweep(sub, state, *args)
-        return (key, state), (state, *out)
+    def sweep(key, state):
+        state, out = _sweep(key, state, *args)
+        return state, (state, *out)
 
     C = K0.shape[0]
     psi0 = jnp.broadcast_to(prior.scale, (C, *prior.scale.shape))
-    state0 = (params0, K0, e00, psi0)
-    carry, _ = jax.lax.scan(warm, (key, state0), None, length=num_warmup)
-    _, (states, counts, log_lik, acc, sm) = jax.lax.scan(kept, carry, None, length=num_samples)
+    states, counts, log_lik, acc, sm = kept_sweeps(
+        sweep, key, (params0, K0, e00, psi0), num_warmup=num_warmup, num_samples=num_samples
+    )
     params, K, e0, psi = states
     draws = jax.tree.map(lambda leaf: jnp.swapaxes(leaf, 0, 1), params)
     stats = {
@@ -302,7 +299,6 @@ run_sparse_jit = _exported.jit(
     "sparse",
     (
         "structure",
-        "num_warmup",
         "num_samples",
         "per_chain_data",
         "k_random",
@@ -360,8 +356,8 @@ def sparse_draws(
             e0_ab,
             _hyper_in(sparse, std, D, dt),
             np.asarray(beta, dt),
+            np.asarray(num_warmup, np.int32),
             structure=structure,
-            num_warmup=num_warmup,
             num_samples=num_samples,
             k_random=sparse.has_k_prior,
             e0_random=sparse.e0_prior is not None,

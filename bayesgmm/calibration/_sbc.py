@@ -408,10 +408,10 @@ def _gibbs_draws(starts, X, K, structure, prior, key, num_warmup, L, thin):
         jnp.ones((R, 1, N), X.dtype),
         np.asarray(1, np.int32),
         prior,
+        np.asarray(num_warmup, np.int32),
+        np.asarray(thin, np.int32),
         structure=structure.name,
-        num_warmup=num_warmup,
         num_samples=L,
-        thin=thin,
         per_chain_data=True,
     )
     return {name: np.asarray(value) for name, value in draws.to_numpy().items()}
