@@ -8,8 +8,9 @@ kept draws with the ``thin`` sweeps of each unrolled inside it), which put
 one copy took the telescoping sampler's program (K = 6, two chains) from 7.8
 to 4.3 MB of machine code, its load from JAX's disk cache from 0.86 to 0.49 s
 and its compilation from 11 to 9 s, and a Gibbs program with ``thin = 3``
-(K = 2, two chains) from 7.6 to 2.1 MB (0.95 against 0.31 s to load). The number of warm-up sweeps and the thinning are traced
-integers, so one compiled program serves every ``num_warmup`` and ``thin``.
+(K = 2, two chains) from 7.6 to 2.1 MB (0.95 against 0.31 s to load). The
+number of warm-up sweeps and the thinning are traced integers, so one
+compiled program serves every ``num_warmup`` and ``thin``.
 
 Every sweep writes its output into the slot of the draw it belongs to,
 ``max(i - num_warmup, 0) // thin``: the warm-up sweeps write into slot 0 and
