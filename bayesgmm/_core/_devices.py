@@ -26,7 +26,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["n_shards", "place_rows", "row_mesh", "sum_over_row_shards"]
+__all__ = ["n_shards", "place_rows", "release_rows", "row_mesh", "sum_over_row_shards"]
 
 AXIS = "rows"
 
@@ -61,6 +61,23 @@ def place_rows(*arrays):
         return tuple(jax.device_put(a) for a in arrays)
     sharding = NamedSharding(mesh, P())
     return tuple(jax.device_put(a, sharding) for a in arrays)
+
+
+_ONE_BYTE = np.zeros(1, np.uint8)
+
+
+def release_rows() -> None:
+    """Let JAX free the blocked data of the program that has just run, now.
+
+    :func:`place_rows` hands JAX the host memory of the blocked data without a
+    copy, and jaxlib lets go of such a host array only at its next call into
+    JAX (or a garbage collection): the blocked copy of the data (N=10^6,
+    D=10: 90 MiB) stayed resident after ``fit_em`` returned, and the next
+    fit's blocks were allocated beside it. A one-byte transfer is such a call
+    (measured: resident memory after a second fit 502 -> 412 MiB). Call it
+    once the program's results are on the host and the blocks are dropped.
+    """
+    jax.device_put(_ONE_BYTE).block_until_ready()
 
 
 def sum_over_row_shards(fold, init, X, w, n_used):

@@ -394,9 +394,8 @@ def fit_validated(
     ``data`` (N, D) and ``w`` (N,) in the fit's dtype, ``prior`` checked for
     this K and D (``for_map``), ``init`` a method name or unbatched
     ``GMMParams`` of the right shape, ``key`` a JAX key (or its raw data,
-    :func:`seed_key_data`). The engines that start
-    from EM (:func:`bayesgmm.sample_posterior`, :func:`bayesgmm.find_map`,
-    :func:`bayesgmm.compare_models`) call this after validating once.
+    :func:`seed_key_data`). The engines that start from EM
+    (``sample_posterior``, ``find_map``, ``compare_models``) call this after validating once.
 
     BLAS and LAPACK run one thread per call meanwhile
     (:func:`bayesgmm._core._threads.single_threaded_blas`): the compiled EM
@@ -406,11 +405,8 @@ def fit_validated(
         N, D = data.shape
         dt = data.dtype
         params0 = init if isinstance(init, GMMParams) else None
-        if params0 is not None:
-            n_init = 1
-        if stats is None:
-            stats = column_stats(data, w)
-        std = Standardizer.from_stats(stats)
+        n_init = 1 if params0 is not None else n_init
+        std = Standardizer.from_stats(column_stats(data, w) if stats is None else stats)
         # ML on small data: K padded to its class, the structure picked at run time:
         # one program for K = 1..8 in all four (the padding keeps weight 0), and
         # D padded to its class with columns of zeros (D = 1..4 one program).
@@ -455,6 +451,8 @@ def fit_validated(
         program, tree = _em_core.fit_from_key, _em_core.FIT_OUTPUT_TREE
         out = _programs.call(program, "fit_em", args, kwargs, _em_core.STATIC, options, tree)
         out = jax.tree.map(np.asarray, out)  # one transfer, then NumPy slicing
+        del Xs, ws, args  # then JAX can free the blocks (see _devices.release_rows)
+        _devices.release_rows()
         out = _em_core.unpad(out, K, D, D_fit, float(w_fit.sum()))
         totals = (float(w.sum()), int((w > 0).sum()))
         return _select_best(out, std, prior, structure, totals, reg_covar, D, w_scale)
