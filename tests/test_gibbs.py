@@ -414,25 +414,27 @@ def _two_loop_reference(sweep, key, state, num_warmup, num_samples, thin):
 
 def test_one_loop_of_sweeps_keeps_the_draws_of_separate_loops_in_one_program():
     """kept_sweeps: the draws of warm-up and thinning as separate loops, exactly, and
-    one compiled program for every number of warm-up sweeps and every thinning."""
+    one compiled program for every number of warm-up sweeps, thinning and number of
+    draws up to its slots (a run's draws are the first of a longer run's)."""
     from bayesgmm.bayes._sweeps import kept_sweeps
 
     def sweep(key, state):  # a random walk whose output depends on every sweep
         state = state + jax.random.normal(key, state.shape)
         return state, (state, jnp.sum(state**2))
 
-    run = jax.jit(
-        lambda key, w, t: kept_sweeps(
-            sweep, key, jnp.zeros(3), num_warmup=w, num_samples=4, thin=t
-        )
-    )
+    @jax.jit
+    def run(key, warmup, n, thin):
+        start = jnp.zeros(3)
+        return kept_sweeps(sweep, key, start, num_warmup=warmup, num_samples=n, slots=6, thin=thin)
+
     key = jax.random.key(0)
-    for warmup, thin in [(0, 1), (5, 1), (3, 2), (7, 3)]:
-        got = run(key, warmup, thin)
-        want = _two_loop_reference(sweep, key, jnp.zeros(3), warmup, 4, thin)
+    for warmup, n, thin in [(0, 4, 1), (5, 4, 1), (3, 6, 2), (7, 4, 3), (7, 1, 3)]:
+        got = run(key, warmup, n, thin)
+        want = _two_loop_reference(sweep, key, jnp.zeros(3), warmup, n, thin)
         for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-            np.testing.assert_array_equal(g, w)
+            np.testing.assert_array_equal(g[:n], w)
+            assert not np.any(g[n:])  # the slots past the draws stay empty
     assert run._cache_size() == 1
     # a draw is not the sweep after it: thinning and warm-up change what is kept
-    assert not np.array_equal(run(key, 3, 2)[0], run(key, 3, 1)[0])
-    assert not np.array_equal(run(key, 4, 1)[0], run(key, 3, 1)[0])
+    assert not np.array_equal(run(key, 3, 4, 2)[0], run(key, 3, 4, 1)[0])
+    assert not np.array_equal(run(key, 4, 4, 1)[0], run(key, 3, 4, 1)[0])

@@ -755,3 +755,21 @@ def test_a_fresh_process_traces_no_nuts_program():
     # 14 when written: 10 small ones (keys, the k-means++ start, copies), 4 kept ones
     assert int(lowered) <= 16, lowered
     assert means == mine.params.means.tobytes().hex()  # the same draws as this process
+
+
+def test_gibbs_runs_of_one_draw_class_share_a_program_and_their_chain():
+    """A new num_samples (or num_warmup) of the same class compiles no new sampler,
+    and a run's draws are the first draws of a longer run from the same seed."""
+    from bayesgmm.bayes._sweeps import sample_slots
+
+    X = bg.datasets.load_faithful()
+    kw = dict(method="gibbs", num_chains=2, num_warmup=20, seed=4)
+    short = bg.sample_posterior(X, 2, num_samples=100, **kw)
+    n_long = sample_slots(100)
+    assert n_long > 100
+    with compilations() as names:
+        long = bg.sample_posterior(X, 2, num_samples=n_long, **kw)
+        bg.sample_posterior(X, 2, num_samples=100, **{**kw, "num_warmup": 31})
+    assert not [name for name in names if "gibbs" in name], names
+    np.testing.assert_array_equal(long.params.means[:, :100], short.params.means)
+    assert long.params.means.shape[1] == n_long

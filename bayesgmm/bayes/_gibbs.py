@@ -54,7 +54,7 @@ from bayesgmm._core._validation import column_stats
 from bayesgmm._core.params import GMMParams
 from bayesgmm.bayes._assign import assign_chains, gibbs_block_layout, rows_last
 from bayesgmm.bayes._posterior import Posterior
-from bayesgmm.bayes._sweeps import kept_sweeps
+from bayesgmm.bayes._sweeps import kept_sweeps, sample_slots
 from bayesgmm.em._standardize import Standardizer
 
 __all__ = ["check_gibbs_weights", "gibbs_draws", "run_gibbs", "sample_gibbs_validated"]
@@ -101,10 +101,11 @@ def run_gibbs(
     n_used,
     prior,
     num_warmup,
+    num_samples,
     thin=1,
     *,
     structure: str,
-    num_samples: int,
+    slots: int,
     per_chain_data: bool = False,
 ):
     """Gibbs chains from ``params0`` (batch (C,)); draws with axes (C, S, ...).
@@ -120,21 +121,23 @@ def run_gibbs(
         Blocks that hold data (the rest are zero-weight padding).
     prior : Prior
     structure : str
-    num_warmup, thin : int (may be traced)
-        Sweeps discarded, and sweeps per kept draw.
-    num_samples : int
-        Draws kept. The sweeps run in one loop (:mod:`bayesgmm.bayes._sweeps`):
-        one compiled program serves every ``num_warmup`` and ``thin``.
+    num_warmup, num_samples, thin : int (may be traced)
+        Sweeps discarded, draws kept, and sweeps per kept draw. The sweeps run
+        in one loop (:mod:`bayesgmm.bayes._sweeps`): one compiled program
+        serves every ``num_warmup``, ``thin`` and ``num_samples`` up to ``slots``.
+    slots : int
+        Draws the program has room for (:func:`bayesgmm.bayes._sweeps.sample_slots`).
     per_chain_data : bool
         Each chain has data of its own (simulation-based calibration).
 
     Returns
     -------
     (GMMParams, dict)
-        Draws with batch shape (C, num_samples), and per draw ``min_count``
+        Draws with batch shape (C, slots), and per draw ``min_count``
         (the smallest component count of the assignments it was drawn from)
         and ``log_likelihood_start`` (the log-likelihood of the parameters
-        the sweep started from), each (C, num_samples).
+        the sweep started from), each (C, slots); the first ``num_samples``
+        draws are the run's.
     """
     args = (X, w, n_used, prior, structure, per_chain_data)
 
@@ -143,7 +146,13 @@ def run_gibbs(
         return params, (params, min_count, log_lik)
 
     draws, min_count, log_lik = kept_sweeps(
-        sweep, key, params0, num_warmup=num_warmup, num_samples=num_samples, thin=thin
+        sweep,
+        key,
+        params0,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        slots=slots,
+        thin=thin,
     )
     draws = jax.tree.map(lambda leaf: jnp.swapaxes(leaf, 0, 1), draws)
     stats = {"min_count": min_count.T, "log_likelihood_start": log_lik.T}
@@ -158,7 +167,7 @@ _GIBBS_OUT = jax.tree.structure(
 run_gibbs_jit = _exported.jit(
     run_gibbs,
     "gibbs",
-    ("structure", "num_samples", "per_chain_data"),
+    ("structure", "slots", "per_chain_data"),
     lambda kwargs: _GIBBS_OUT,
 )
 
@@ -201,15 +210,17 @@ def gibbs_draws(
             np.asarray(n_used, np.int32),
             std.prior_in(prior),
             np.asarray(num_warmup, np.int32),
+            np.asarray(num_samples, np.int32),
             np.asarray(thin, np.int32),
             structure=structure,
-            num_samples=num_samples,
+            slots=sample_slots(num_samples),
         )
-    draws = std.params_out(jax.tree.map(np.asarray, draws))
+    draws, stats = jax.tree.map(lambda a: np.asarray(a)[:, :num_samples], (draws, stats))
+    draws = std.params_out(draws)
     log_jac = float(w.sum()) * D * np.log(std.scale)
     stats = {
-        "min_count": np.asarray(stats["min_count"]),
-        "log_likelihood_start": np.asarray(stats["log_likelihood_start"]) - log_jac,
+        "min_count": stats["min_count"],
+        "log_likelihood_start": stats["log_likelihood_start"] - log_jac,
     }
     return GMMParams._unchecked(*(np.asarray(leaf) for leaf in jax.tree.leaves(draws))), stats
 

@@ -17,6 +17,12 @@ Every sweep writes its output into the slot of the draw it belongs to,
 the first ``thin - 1`` sweeps of each draw into that draw's slot, all
 overwritten by the sweep that ends the draw. The chain of keys is that of the
 separate loops (one split per sweep), so the draws are the same.
+
+The number of draws is traced too: the program holds :func:`sample_slots`
+slots (the next size of a ladder with steps of at most 19%), and the draws
+fill the first ``num_samples`` of them; the caller drops the rest. So 1,000
+and 1,100 draws are one program, and a run's draws are the first draws of a
+longer run from the same key.
 """
 
 from __future__ import annotations
@@ -24,28 +30,35 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["kept_sweeps"]
+from bayesgmm._core._blocks import bucket
+
+__all__ = ["kept_sweeps", "sample_slots"]
 
 
-def kept_sweeps(sweep, key, state, *, num_warmup, num_samples: int, thin=1):
-    """Outputs of the kept sweeps of one run, stacked on a leading axis of ``num_samples``.
+def sample_slots(num_samples: int) -> int:
+    """Slots of the compiled program that keeps ``num_samples`` draws (``>= num_samples``)."""
+    return bucket(num_samples)
+
+
+def kept_sweeps(sweep, key, state, *, num_warmup, num_samples, slots: int, thin=1):
+    """Outputs of the kept sweeps of one run, stacked on a leading axis of ``slots``.
 
     ``sweep(key, state) -> (state, out)``; ``out`` is a pytree of arrays.
-    ``num_warmup`` and ``thin`` may be traced integers; ``num_samples`` (the
-    length of the output) is static.
+    ``num_warmup``, ``num_samples`` (at most ``slots``) and ``thin`` may be
+    traced integers; the first ``num_samples`` slots hold the draws, the rest zeros.
     """
     template = jax.eval_shape(lambda k, s: sweep(k, s)[1], key, state)
-    slots = jax.tree.map(lambda a: jnp.zeros((num_samples, *a.shape), a.dtype), template)
+    out0 = jax.tree.map(lambda a: jnp.zeros((slots, *a.shape), a.dtype), template)
 
     def body(i, carry):
-        key, state, slots = carry
+        key, state, out = carry
         key, sub = jax.random.split(key)
-        state, out = sweep(sub, state)
+        state, new = sweep(sub, state)
         slot = jnp.maximum(i - num_warmup, 0) // thin
-        slots = jax.tree.map(
-            lambda s, o: jax.lax.dynamic_update_index_in_dim(s, o, slot, 0), slots, out
+        out = jax.tree.map(
+            lambda s, o: jax.lax.dynamic_update_index_in_dim(s, o, slot, 0), out, new
         )
-        return key, state, slots
+        return key, state, out
 
     n_sweeps = num_warmup + num_samples * thin
-    return jax.lax.fori_loop(0, n_sweeps, body, (key, state, slots))[2]
+    return jax.lax.fori_loop(0, n_sweeps, body, (key, state, out0))[2]

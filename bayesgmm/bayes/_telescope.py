@@ -63,7 +63,7 @@ from bayesgmm.bayes import _split_merge
 from bayesgmm.bayes._assign import assign_chains, gibbs_block_layout, rows_last
 from bayesgmm.bayes._component_prior import draw_independent_means, scale_step
 from bayesgmm.bayes._posterior import Posterior
-from bayesgmm.bayes._sweeps import kept_sweeps
+from bayesgmm.bayes._sweeps import kept_sweeps, sample_slots
 from bayesgmm.em._standardize import Standardizer
 
 __all__ = ["flat_weights", "run_sparse", "sample_sparse_validated", "sparse_draws"]
@@ -189,9 +189,10 @@ def run_sparse(
     hyper,
     beta,
     num_warmup,
+    num_samples,
     *,
     structure: str,
-    num_samples: int,
+    slots: int,
     per_chain_data: bool = False,
     k_random: bool = False,
     e0_random: bool = False,
@@ -224,11 +225,13 @@ def run_sparse(
         means (used with ``independent``).
     beta : float
         Likelihood temperature (1 for the posterior, 0 for the prior).
-    num_warmup : int (may be traced)
-    structure : str
-    num_samples : int
-        Draws kept, after ``num_warmup`` sweeps, in one loop
+    num_warmup, num_samples : int (may be traced)
+        Draws kept after ``num_warmup`` sweeps, in one loop
         (:mod:`bayesgmm.bayes._sweeps`).
+    structure : str
+    slots : int
+        Draws the program has room for (the draws and statistics below have
+        ``slots`` where ``S`` is written; the first ``num_samples`` are the run's).
     per_chain_data, k_random, e0_random, random_scale, independent : bool
     split_merge : int
         Split-merge proposals per sweep (:mod:`bayesgmm.bayes._split_merge`); 0
@@ -258,7 +261,12 @@ def run_sparse(
     C = K0.shape[0]
     psi0 = jnp.broadcast_to(prior.scale, (C, *prior.scale.shape))
     states, counts, log_lik, acc, sm = kept_sweeps(
-        sweep, key, (params0, K0, e00, psi0), num_warmup=num_warmup, num_samples=num_samples
+        sweep,
+        key,
+        (params0, K0, e00, psi0),
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        slots=slots,
     )
     params, K, e0, psi = states
     draws = jax.tree.map(lambda leaf: jnp.swapaxes(leaf, 0, 1), params)
@@ -299,7 +307,7 @@ run_sparse_jit = _exported.jit(
     "sparse",
     (
         "structure",
-        "num_samples",
+        "slots",
         "per_chain_data",
         "k_random",
         "e0_random",
@@ -357,16 +365,17 @@ def sparse_draws(
             _hyper_in(sparse, std, D, dt),
             np.asarray(beta, dt),
             np.asarray(num_warmup, np.int32),
+            np.asarray(num_samples, np.int32),
             structure=structure,
-            num_samples=num_samples,
+            slots=sample_slots(num_samples),
             k_random=sparse.has_k_prior,
             e0_random=sparse.e0_prior is not None,
             random_scale=sparse.scale_prior is not None,
             independent=sparse.mean_covariance is not None,
             split_merge=_split_merge.MOVES_PER_SWEEP if sparse.split_merge else 0,
         )
-    draws = std.params_out(jax.tree.map(np.asarray, draws))
-    stats = {name: np.asarray(value) for name, value in stats.items()}
+    draws, stats = jax.tree.map(lambda a: np.asarray(a)[:, :num_samples], (draws, stats))
+    draws = std.params_out(draws)
     stats["cluster_sizes"] = np.rint(stats["cluster_sizes"]).astype(np.int64)
     stats["n_clusters"] = stats["n_clusters"].astype(np.int64)
     stats["n_components"] = stats["n_components"].astype(np.int64)

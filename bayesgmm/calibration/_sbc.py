@@ -88,6 +88,7 @@ from bayesgmm.bayes._sites import (
     params_to_sites,
     unconstrain,
 )
+from bayesgmm.bayes._sweeps import sample_slots
 from bayesgmm.calibration._prior_sampling import (
     _np_prior,
     _reference,
@@ -409,12 +410,13 @@ def _gibbs_draws(starts, X, K, structure, prior, key, num_warmup, L, thin):
         np.asarray(1, np.int32),
         prior,
         np.asarray(num_warmup, np.int32),
+        np.asarray(L, np.int32),
         np.asarray(thin, np.int32),
         structure=structure.name,
-        num_samples=L,
+        slots=sample_slots(L),
         per_chain_data=True,
     )
-    return {name: np.asarray(value) for name, value in draws.to_numpy().items()}
+    return {name: np.asarray(value)[:, :L] for name, value in draws.to_numpy().items()}
 
 
 def _check_prior(prior, K: int, D: int, name: str) -> Prior:
