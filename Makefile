@@ -20,10 +20,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 # One worker per core, each test module kept whole on one worker (its module
-# fixtures are computed once; --dist worksteal took 5:49 against 5:03). With the
-# compiled and exported programs in bayesgmm's disk cache: about 5 minutes on 2
-# cores (5:03 twice in one session), 9 minutes of CPU time; a first run after a
-# change of bayesgmm's source also traces, exports and compiles them (12-14 minutes).
+# fixtures are computed once; --dist worksteal took 5:49 against 5:03), the
+# longest modules first (tests/conftest.py). With the compiled and exported
+# programs in bayesgmm's disk cache: 5-6.5 minutes on 2 cores (5:03 in one
+# session, 6:01 in a later one when the same code as the 5:03 took 7:07),
+# 9-11 minutes of CPU time; a first run after a change of bayesgmm's source
+# also traces, exports and compiles them (9-15 minutes).
 test: lint
 	$(BIN)/python -m pytest -n auto --dist loadfile
 

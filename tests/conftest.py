@@ -38,3 +38,27 @@ def _release_compiled_programs():
     yield
     jax.clear_caches()
     gc.collect()
+
+
+# The longest modules (seconds of a warm run on 2 cores, most first). `make test`
+# hands whole modules to its two workers in collection order, so a long module
+# collected late (test_sbc, test_split_merge: alphabetical) kept one worker busy
+# while the other had finished; longest first, the two finish close together.
+LONGEST_MODULES = (
+    "test_latency.py",  # 68 s
+    "test_notebooks.py",  # 67
+    "test_nclusters.py",  # 63
+    "test_dask.py",  # 53
+    "test_sbc.py",  # 51
+    "test_split_merge.py",  # 49
+    "test_bayes.py",  # 45
+    "test_compare.py",  # 33
+    "test_gibbs.py",  # 30
+    "test_sklearn_dropin.py",  # 28
+    "test_devices.py",  # 24
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept within
