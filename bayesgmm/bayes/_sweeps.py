@@ -20,8 +20,8 @@ separate loops (one split per sweep), so the draws are the same.
 
 The number of draws is traced too: the program holds :func:`sample_slots`
 slots (the next size of a ladder with steps of at most 19%), and the draws
-fill the first ``num_samples`` of them; the caller drops the rest. So 1,000
-and 1,100 draws are one program, and a run's draws are the first draws of a
+fill the first ``num_samples`` of them; the caller drops the rest. So 900
+and 1,000 draws are one program (1,024 slots), and a run's draws are the first draws of a
 longer run from the same key.
 """
 
