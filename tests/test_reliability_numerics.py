@@ -6,6 +6,7 @@ Data stay tiny: every test is about a corner of the arithmetic, not about size.
 import math
 import warnings
 
+import jax
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -435,3 +436,21 @@ def test_float32_breakdown_points_at_float64(faithful):
     with pytest.raises(ValueError, match="EM broke down") as info:
         bg.fit_em(Y, 2)
     assert "float32" not in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_empty_component_keeps_a_finite_constant_in_either_precision(dtype):
+    """The E-step's constant of a weight-0 component is finite: -1e300 overflowed float32.
+
+    (to -inf, with a RuntimeWarning while the float32 EM program was traced).
+    """
+    from bayesgmm._core._quadratic import coefficients
+
+    means = np.zeros((2, 2), dtype)
+    prec = np.broadcast_to(np.eye(2, dtype=dtype), (2, 2, 2))
+    log_w = np.array([0.0, -np.inf], dtype)
+    with warnings.catch_warnings(), jax.enable_x64(True):  # as bayesgmm's programs run
+        warnings.simplefilter("error", RuntimeWarning)
+        coef = np.asarray(coefficients(means, prec, np.zeros(2, dtype), log_w))
+    assert coef.dtype == dtype and np.all(np.isfinite(coef))
+    assert coef[1, 0] < -1e37 and np.exp(coef[1, 0] - coef[0, 0]) == 0.0

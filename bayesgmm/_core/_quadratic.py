@@ -86,8 +86,9 @@ def coefficients(means, prec_chol, logdet, log_w, beta=1.0):
 
     ``prec_chol`` are the upper factors ``P_k`` (``Lambda_k = P_k P_k^T``) of
     :func:`bayesgmm._core._linalg.precision_cholesky`. A weight of 0 gives a
-    constant of ``-1e300`` instead of ``-inf``, so that a row's zero features
-    give 0, not NaN, and a real row's probability is still exactly 0.
+    constant of a quarter of the dtype's most negative number (``-4.5e307`` in
+    float64, ``-8.5e37`` in float32) instead of ``-inf``, so that a row's zero
+    features give 0, not NaN, and a real row's probability is still exactly 0.
     """
     D = means.shape[-1]
     a = jnp.einsum("...kd,...kde->...ke", means, prec_chol)  # mu^T P
@@ -96,7 +97,7 @@ def coefficients(means, prec_chol, logdet, log_w, beta=1.0):
     const = -0.5 * (D * _linalg.LOG_2PI + logdet + jnp.sum(a * a, axis=-1))
     i, j = np.triu_indices(D)
     quad = jnp.where(i == j, -0.5, -1.0) * lam[..., i, j]
-    tiny = jnp.asarray(-1e300, means.dtype)
+    tiny = jnp.asarray(np.finfo(means.dtype).min / 4, means.dtype)  # -1e300: inf in float32
     bias = jnp.maximum(beta * const + log_w, tiny)
     return jnp.concatenate([bias[..., None], beta * lin, beta * quad], axis=-1)
 
