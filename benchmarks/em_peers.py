@@ -41,12 +41,15 @@ Where the time goes (XLA's profiler, ``jax.profiler.trace``, and CPU time on
 one core; see issue #15): on small data an EM iteration is ~90 XLA kernel
 launches (N=2,000, D=2: 140 us of CPU against oneDAL's 8.5 us), twice the
 work of the unpadded problem (K padded to its class, 68 us without); at D=10
-we are 1.4x behind oneDAL per core (27 against 19 ms of CPU at N=1e5) and use
-one core where oneDAL uses both: the blocked E-step runs inline on the calling
-thread. Tried and dropped, single core, N=1e5, D=10: larger blocks (204 rows
-26.6 ms; 1,024 30.2; 4,096 46.7), the M-step's second moments as a GEMM on the
-products ``x_d x_e`` (31-35 ms), YNNPACK fusions off (39 ms; they are off for
-D <= 3, where they cost 1.5x).
+we were 1.4x behind oneDAL per core (27 against 19 ms of CPU at N=1e5) and
+used one core where oneDAL uses both: XLA runs the blocked E-step inline on
+the calling thread. Large fits now split each E-step over host threads
+(``bayesgmm/em/_threaded.py``): 73.7 against oneDAL's 84.7 ms at N=1e6 and
+259 against 315 ms (83% of the GEMM rate) at D=50 in one run, where one
+thread took 123-133 and 472-571 ms. Tried and dropped, single core, N=1e5,
+D=10: larger blocks (204 rows 26.6 ms; 1,024 30.2; 4,096 46.7), the M-step's
+second moments as a GEMM on the products ``x_d x_e`` (31-35 ms), YNNPACK
+fusions off (39 ms; they are off for D <= 3, where they cost 1.5x).
 
 ``daal4py`` 2024.7 imports scikit-learn patches from its package ``__init__``
 that fail with scikit-learn >= 1.6; only its compiled core

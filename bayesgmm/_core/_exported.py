@@ -48,7 +48,7 @@ import jax
 
 from bayesgmm._core import _memory_maps
 
-__all__ = ["call", "fingerprint", "folder", "jit", "program"]
+__all__ = ["bind", "call", "fingerprint", "folder", "jit", "program"]
 
 _SUBFOLDER = "exported"
 # JAX settings that change the traced program, read when a key is made.
@@ -186,6 +186,25 @@ def call(fn, name: str, args: tuple, kwargs: dict, static: tuple, out_tree, opti
     programs that split their blocks over several CPU devices are traced as
     usual (an exported program fixes its devices).
     """
+    run = bind(fn, name, args, kwargs, static, out_tree, options)
+    if run is None:
+        return None
+    programs = run.program._cache_size()
+    out = run(*args, **kwargs)
+    if run.program._cache_size() != programs:  # this call compiled (or loaded) one
+        _memory_maps.release_if_near_limit()
+    return out
+
+
+def bind(fn, name: str, args: tuple, kwargs: dict, static: tuple, out_tree, options=()):
+    """:func:`call`'s program for arguments like these, as a function of them; None where none.
+
+    The program is looked up once (a hash of the arguments' shapes and of the
+    static ones); the returned function, called with arguments of the same
+    shapes and the same static values, only flattens them and runs it: for a
+    loop on the host that calls one program many times, from several threads.
+    Its ``program`` attribute is the jitted exported program.
+    """
     if folder() is None or jax.device_count() > 1:
         return None
     defaults = _defaults(fn)
@@ -193,9 +212,6 @@ def call(fn, name: str, args: tuple, kwargs: dict, static: tuple, out_tree, opti
     dynamic = {k: v for k, v in kwargs.items() if k not in static}
     leaves, tree = jax.tree.flatten((args, dynamic))
     impls = [_key_impl(leaf) for leaf in leaves]
-    leaves = [
-        x if i is None else jax.random.key_data(x) for x, i in zip(leaves, impls, strict=True)
-    ]
 
     def flat(*leaves):
         leaves = [
@@ -207,14 +223,21 @@ def call(fn, name: str, args: tuple, kwargs: dict, static: tuple, out_tree, opti
 
     flat.__name__ = flat.__qualname__ = fn.__name__  # what JAX's logs name when it traces
     setting = (repr(sorted(static_kwargs.items())), str(tree), repr([str(i) for i in impls]))
-    found = program(name, setting, flat, tuple(leaves), options)
+    found = program(name, setting, flat, tuple(_key_data(leaves, impls)), options)
     if found is None:
         return None
-    programs = found._cache_size()
-    out = found(*leaves)
-    if found._cache_size() != programs:  # this call compiled (or loaded) one
-        _memory_maps.release_if_near_limit()
-    return out_tree.unflatten(out)
+
+    def run(*args, **kwargs):
+        dynamic = {k: v for k, v in kwargs.items() if k not in static}
+        return out_tree.unflatten(found(*_key_data(jax.tree.leaves((args, dynamic)), impls)))
+
+    run.program = found
+    return run
+
+
+def _key_data(leaves, impls):
+    """The leaves with each typed JAX key replaced by its raw data."""
+    return [x if i is None else jax.random.key_data(x) for x, i in zip(leaves, impls, strict=True)]
 
 
 @functools.cache

@@ -5,6 +5,8 @@
 - ``_core``: the pure functional EM (``e_step``, ``m_step``, ``run_em`` in a
   ``lax.while_loop``, restarts one after another under ``lax.map``). The M-step of each covariance
   structure is an entry of :mod:`bayesgmm.covariance`'s registry.
+- ``_threaded``: large fits with EM's loop on the host (``_driver``, shared
+  with the Dask engine) and each E-step split over one thread per core.
 - :func:`fit_vb` and :class:`VBResult` (``_vb``): mean-field variational Bayes
   under the shared conjugate prior; ``_vb_core`` its pure loop, on the EM
   E-step and the conjugate update of :mod:`bayesgmm._core._conjugate`.

@@ -99,6 +99,28 @@ def e_step(params: GMMParams, X, w, n_used=None) -> Stats:
     residuals and the ``(D + 1) x D K`` statistics product, and 2x faster at
     D = 10 and D = 50 (see that module).
     """
+    block, init = _e_step_block(params, X.dtype)
+    return _unpack(_over_blocks(block, init, X, w, n_used), X.shape[-1])
+
+
+def e_step_range(params: GMMParams, X, w, lo, hi) -> Stats:
+    """:func:`e_step` over blocks ``lo`` to ``hi - 1`` only (traced integers), on one device.
+
+    The statistics of a split of the blocks add up to those of the whole
+    (:mod:`bayesgmm.em._threaded` runs the parts on host threads).
+    """
+    block, init = _e_step_block(params, X.dtype)
+    acc = jax.lax.fori_loop(lo, hi, lambda i, acc: block(acc, (X[i], w[i]))[0], init)
+    return _unpack(acc, X.shape[-1])
+
+
+def _unpack(acc, D: int) -> Stats:
+    S, ll, hard = acc
+    return Stats(*unpack_stats(S, D), ll, hard)
+
+
+def _e_step_block(params: GMMParams, dtype):
+    """The E-step of one block, ``block(acc, (x_b, w_b))``, and its accumulator's zero."""
     chol = _linalg.cholesky(params.covariances)
     prec = _linalg.precision_cholesky(chol)
     logdet = _linalg.logdet_from_cholesky(chol)
@@ -124,10 +146,8 @@ def e_step(params: GMMParams, X, w, n_used=None) -> Stats:
         hard = -jnp.sum(jnp.where(used, wb * log_s, 0.0))
         return (acc[0] + S, acc[1] + ll, acc[2] + hard), None
 
-    zero = jnp.zeros((), X.dtype)
-    init = (jnp.zeros((K, n_quadratic_features(D)), X.dtype), zero, zero)
-    S, ll, hard = _over_blocks(block, init, X, w, n_used)
-    return Stats(*unpack_stats(S, D), ll, hard)
+    zero = jnp.zeros((), dtype)
+    return block, (jnp.zeros((K, n_quadratic_features(D)), dtype), zero, zero)
 
 
 def stats_from_responsibilities(X, w, resp) -> Stats:
@@ -477,6 +497,26 @@ def fit_from_key(key_data, X, w, params0, *, n_init, key_impl, **settings) -> Fi
     """
     keys = jax.random.split(jax.random.wrap_key_data(key_data, impl=key_impl), n_init)
     return fit_restarts(keys, X, w, params0, **settings)
+
+
+def init_from_key(key_data, X, w, *, n_init, key_impl, **settings) -> GMMParams:
+    """The initial parameters of :func:`fit_from_key`'s ``n_init`` restarts, stacked.
+
+    The same keys and the same :func:`init_params` as that program: a host
+    loop (:mod:`bayesgmm.em._threaded`) starts where the compiled one would.
+    """
+    keys = jax.random.split(jax.random.wrap_key_data(key_data, impl=key_impl), n_init)
+    if n_init == 1:
+        return jax.tree.map(lambda leaf: leaf[None], init_params(keys[0], X, w, **settings))
+    return jax.lax.map(lambda key: init_params(key, X, w, **settings), keys)
+
+
+#: The static arguments of :func:`init_from_key`.
+INIT_STATIC = ("n_init", "key_impl", "n_components", "method", "structure")
+#: The tree structure of a :class:`GMMParams`, known without tracing.
+PARAMS_TREE = jax.tree.structure(GMMParams._unchecked(0.0, 0.0, 0.0))
+#: The tree structure of :class:`Stats`.
+STATS_TREE = jax.tree.structure(Stats(*([0.0] * len(Stats._fields))))
 
 
 def history_class(max_iter: int) -> int:

@@ -22,8 +22,8 @@ The passes over the data
    running restart, computed by the in-memory engine's compiled kernel
    (:mod:`bayesgmm.em._dask_chunks`); a tree reduction sums them; the driver
    runs the M-step and the convergence test of each restart exactly as
-   :func:`bayesgmm.em._core.run_em` does, and a last pass evaluates the
-   final parameters.
+   :func:`bayesgmm.em._core.run_em` does (:mod:`bayesgmm.em._driver`), and a
+   last pass evaluates the final parameters.
 
 Why k-means++ on a sample and not k-means|| (Bahmani et al. 2012): k-means||
 needs about five passes over the data for its rounds plus one to weight the
@@ -64,6 +64,7 @@ from bayesgmm._core._validation import (
 from bayesgmm._core.params import GMMParams
 from bayesgmm.em import _core as _em_core
 from bayesgmm.em import _dask_chunks as _chunks
+from bayesgmm.em import _driver
 from bayesgmm.em._fit import MAX_ITER, TOL, EMResult, _select_best, check_em_settings
 from bayesgmm.em._init import _LLOYD_ITERATIONS, _lloyd, kmeans_plusplus
 from bayesgmm.em._standardize import Standardizer
@@ -317,7 +318,17 @@ def _fit(rows: DaskRows, summary, stats, K, *, key, structure, prior, init, n_in
     else:
         starts = initial_params(rows, s, summary, key, n_init, K, init, structure)
     total_w = summary.weight / s.w_scale
-    out = _run(rows, s, starts, structure, tol, max_iter, total_w)
+    out = _driver.run(
+        lambda params, active: e_step_pass(rows, s, params, active),
+        starts,
+        structure=structure,
+        prior=s.prior,
+        reg_covar=s.reg_covar,
+        tol=tol,
+        max_iter=max_iter,
+        total_w=total_w,
+        dtype=rows.dtype,
+    )
     totals = (summary.weight, summary.n_positive)
     return _select_best(out, s.std, prior, structure, totals, reg_covar, rows.n_features,
                         s.w_scale)  # fmt: skip
@@ -380,80 +391,8 @@ def initial_params(rows, s: Setup, summary, key, n_init, K, method, structure):
 def e_step_pass(rows, s: Setup, params: list[GMMParams], active=None) -> _em_core.Stats:
     """One pass: the E-step statistics of each of ``params`` (standardised), leading axis R."""
     active = np.ones(len(params), bool) if active is None else active
-    return rows.reduce(_chunks.chunk_e_step, _chunks.sum_stats, s.layout, *_stack(params), active)
-
-
-@functools.partial(jax.jit, static_argnames=("structure",))
-def _objective_and_m_step(params, stats, prior, reg_covar, structure):
-    obj = _em_core.objective(params, stats, structure, prior)
-    return obj, _em_core.m_step(stats, structure, prior, reg_covar)
-
-
-def _stack(params: list[GMMParams]) -> list[np.ndarray]:
-    """Weights, means and covariances of the restarts, stacked on a leading axis."""
-    return [np.stack([np.asarray(getattr(p, f)) for p in params]) for f in _FIELDS]
-
-
-_FIELDS = ("weights", "means", "covariances")
-
-
-def _run(rows, s: Setup, starts, structure, tol, max_iter, total_w):
-    """EM for every restart, the restarts' E-steps sharing each pass over the data.
-
-    The driver's half of :func:`bayesgmm.em._core.run_em` and
-    :func:`~bayesgmm.em._core.finish`, restart by restart, in the same order
-    of operations: a restart that has stopped is evaluated once more (its
-    final parameters) in the next pass, then drops out of the passes.
-    """
-    R, dt = len(starts), rows.dtype
-    params, good = list(starts), list(starts)
-    n_iter = np.zeros(R, np.int32)
-    prev = np.full(R, -np.inf)
-    converged = np.zeros(R, bool)
-    failed = np.zeros(R, bool)
-    history = np.full((R, max_iter + 1), np.nan, dt)
-    history_obj = np.full((R, max_iter + 1), np.nan, dt)
-    final = np.full((3, R), np.nan, dt)  # log_lik, objective, hard_log_resp
-    phase = np.zeros(R, np.int8)  # 0: iterating, 1: final evaluation, 2: done
-    while (phase < 2).any():
-        active = phase < 2
-        total = e_step_pass(rows, s, params, active)
-        for r in np.flatnonzero(active):
-            stats = _em_core.Stats(*(np.asarray(leaf[r]) for leaf in total))
-            obj, new = _objective_and_m_step(params[r], stats, s.prior, s.reg_covar, structure)
-            obj = float(obj)
-            ok = math.isfinite(obj)
-            i = n_iter[r]
-            if phase[r] == 0:
-                history[r, i], history_obj[r, i] = stats.log_lik, obj
-                failed[r] = not ok
-                converged[r] = ok and abs(obj / total_w - prev[r]) < tol
-                if ok:
-                    good[r], params[r] = params[r], jax.tree.map(np.asarray, new)
-                    n_iter[r] += 1
-                    prev[r] = obj / total_w
-                if failed[r]:
-                    params[r], phase[r] = good[r], 2
-                elif converged[r] or n_iter[r] >= max_iter:
-                    phase[r] = 1
-            else:
-                finite = all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params[r]))
-                if ok and finite:
-                    final[:, r] = stats.log_lik, obj, stats.hard_log_resp
-                    history[r, i], history_obj[r, i] = stats.log_lik, obj
-                else:
-                    params[r], failed[r], converged[r] = good[r], True, False
-                phase[r] = 2
-    return _em_core.FitOutput(
-        params=GMMParams._unchecked(*_stack(params)),
-        log_lik=final[0],
-        objective=final[1],
-        hard_log_resp=final[2],
-        n_iter=n_iter,
-        converged=converged & ~failed,
-        failed=failed,
-        history=history,
-        history_objective=history_obj,
+    return rows.reduce(
+        _chunks.chunk_e_step, _chunks.sum_stats, s.layout, *_driver.stack(params), active
     )
 
 

@@ -29,7 +29,7 @@ from bayesgmm._core._warnings import warn
 from bayesgmm._core.params import GMMParams
 from bayesgmm._core.priors import Prior, log_prior_jit
 from bayesgmm.em import _core as _em_core
-from bayesgmm.em import _programs
+from bayesgmm.em import _threaded
 from bayesgmm.em._degenerate import degenerate_components
 from bayesgmm.em._init import INIT_METHODS
 from bayesgmm.em._standardize import Standardizer
@@ -446,10 +446,8 @@ def fit_validated(
             which=np.asarray(_cov.COVARIANCE_TYPES.index(structure), np.int32) if family else None,
             n_features=np.asarray(D, np.int32) if family else None,
         )
-        # from memory, from disk (no tracing), or compiled (see bayesgmm.em._programs)
-        options = _em_core.fit_options(D_fit)
-        program, tree = _em_core.fit_from_key, _em_core.FIT_OUTPUT_TREE
-        out = _programs.call(program, "fit_em", args, kwargs, _em_core.STATIC, options, tree)
+        # one compiled program, or the E-step on threads for large data (see _threaded)
+        out = _threaded.run(args, kwargs, _em_core.fit_options(D_fit), float(w_fit.sum()))
         out = jax.tree.map(np.asarray, out)  # one transfer, then NumPy slicing
         del Xs, ws, args  # then JAX can free the blocks (see _devices.release_rows)
         _devices.release_rows()

@@ -49,7 +49,7 @@ from jax._src import config as _jax_config
 
 from bayesgmm._core import _exported, _memory_maps
 
-__all__ = ["FOLDER", "call", "clear"]
+__all__ = ["FOLDER", "bind", "call", "clear"]
 
 FOLDER = "bayesgmm-programs"
 #: Keeping executables on disk is off unless this is set to 1: with jaxlib 0.10.2 a
@@ -173,6 +173,21 @@ def call(fn, name: str, args: tuple, kwargs: dict, static: tuple, options: dict,
         _memory_maps.release_if_near_limit()  # clears JAX's caches and this one
         _MEMORY.programs[key] = compiled
     return compiled(*args, **dynamic)
+
+
+def bind(fn, name: str, args: tuple, kwargs: dict, static: tuple, options: dict, out_tree):
+    """:func:`call` for arguments like these, as a function of them, looked up once.
+
+    The exported program kept on disk where there is one
+    (:func:`bayesgmm._core._exported.bind`), else ``jax.jit(fn)``. The
+    returned function takes arguments of the same shapes and static values;
+    it may be called from several threads at once.
+    """
+    options_key = tuple(sorted(options.items()))
+    run = None
+    if _folder() is None:
+        run = _exported.bind(fn, name, args, kwargs, static, out_tree, options_key)
+    return _jitted(fn, static, options_key, False) if run is None else run
 
 
 def _key(name, args, dynamic, static, options) -> str:
