@@ -397,7 +397,7 @@ def test_the_blocked_copy_of_the_data_is_freed_when_fit_em_returns(monkeypatch):
     from bayesgmm.em import _standardize
 
     owners = []
-    make = _standardize._aligned_empty
+    make = _standardize._aligned_zeros
 
     def spy(*args, **kwargs):
         buf = make(*args, **kwargs)
@@ -407,7 +407,7 @@ def test_the_blocked_copy_of_the_data_is_freed_when_fit_em_returns(monkeypatch):
         owners.append(weakref.ref(owner))
         return buf
 
-    monkeypatch.setattr(_standardize, "_aligned_empty", spy)
+    monkeypatch.setattr(_standardize, "_aligned_zeros", spy)
     X = np.random.default_rng(0).normal(size=(3000, 3))
     bg.fit_em(X, 2, seed=0)
     assert owners and all(ref() is None for ref in owners)  # no gc.collect(): gone already

@@ -46,17 +46,19 @@ class Standardizer:
         The host buffer is the only copy of the data made: it is filled in place
         a chunk of rows at a time and, being 64-byte aligned, handed to the CPU
         device without another copy (``jax.device_put`` aliases aligned memory).
+        Its padding is never written: a large buffer comes zeroed from the
+        operating system (``calloc``), and its pages that are only read stay out
+        of resident memory (the padding of the shape class, up to 19% of the
+        rows: 14 MiB at N=10^6, D=10).
         """
         N, D = X.shape
         width = D if width is None else width
-        buf = _aligned_empty((n_blocks * block_size, width), X.dtype)
+        buf = _aligned_zeros((n_blocks * block_size, width), X.dtype)
         real = buf[:, :D]
         for start in range(0, N, _FILL_CHUNK_ROWS):
             rows = slice(start, min(start + _FILL_CHUNK_ROWS, N))
             np.subtract(X[rows], self.center, out=real[rows])
             np.divide(real[rows], self.scale, out=real[rows])
-        buf[N:] = 0.0
-        buf[:N, D:] = 0.0
         return jax.device_put(buf.reshape(n_blocks, block_size, width))
 
     # The maps below work in NumPy on purpose: each eager jax.numpy operation
@@ -91,10 +93,10 @@ class Standardizer:
 _FILL_CHUNK_ROWS = 1 << 15
 
 
-def _aligned_empty(shape: tuple[int, ...], dtype, align: int = 64) -> np.ndarray:
-    """An uninitialised C-ordered array whose data start on an ``align``-byte boundary."""
+def _aligned_zeros(shape: tuple[int, ...], dtype, align: int = 64) -> np.ndarray:
+    """A zeroed C-ordered array whose data start on an ``align``-byte boundary."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    raw = np.empty(nbytes + align, dtype=np.uint8)
+    raw = np.zeros(nbytes + align, dtype=np.uint8)
     offset = -raw.ctypes.data % align
     return raw[offset : offset + nbytes].view(dtype).reshape(shape)
