@@ -294,7 +294,8 @@ def column_stats(X: np.ndarray, sample_weight: np.ndarray) -> ColumnStats:
         rows = slice(start, start + _STATS_CHUNK_ROWS)
         block, wb = X[rows], w[rows]
         var += wb @ np.square(block - mean)
-        used = block[wb > 0]
+        positive = wb > 0
+        used = block if positive.all() else block[positive]  # no copy in the usual case
         if used.shape[0]:
             lo = np.minimum(lo, used.min(axis=0))
             hi = np.maximum(hi, used.max(axis=0))
