@@ -100,6 +100,14 @@ def test_bucket_ladder():
     n_alloc, n_used, B = em_block_layout(100_000, 8, 10)
     assert n_used == -(-100_000 // B) and n_alloc == bucket(n_used) >= n_used
     assert em_block_layout(272, 2, 2, block_size=100) == (3, 3, 100)  # exact when given
+    # up to MERGED_BLOCKS blocks of a class are one block of their rows (N=2,000, K x D = 32:
+    # four blocks of 512 rows, laid out as one of 2,048); more stay blocks
+    assert em_block_layout(2_000, 8, 4) == (1, 1, 4 * 512)
+    assert em_block_layout(1_000, 8, 4) == (1, 1, 2 * 512)
+    assert em_block_layout(4_000, 8, 4) == (8, 8, 512)
+    for n in range(513, 2049, 97):  # the classes are those of the blocks: no new programs
+        merged, blocks = em_block_layout(n, 8, 4)[2], bucket(-(-n // 512)) * 512
+        assert merged == blocks
 
 
 @pytest.mark.parametrize(
